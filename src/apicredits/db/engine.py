@@ -1,0 +1,134 @@
+"""One way to run a unit of database work on either engine.
+
+Store code is written once, as plain synchronous SQLAlchemy Core over a ``Connection``;
+``Database.write``/``read`` run it in one transaction. On SQLite it runs in a worker
+thread with the stdlib driver (one thread hop per transaction, not per statement) and
+writes take ``BEGIN IMMEDIATE``; on PostgreSQL it runs on asyncpg through SQLAlchemy's
+greenlet bridge (``run_sync``), and stores lock rows with ``SELECT ... FOR UPDATE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from apicredits.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+def normalise_url(url: str) -> str:
+    """Map the URLs users write onto the drivers we ship (stdlib sqlite3, asyncpg)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidInput(f"not a database URL: {url!r}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+    if backend in ("postgresql", "postgres"):
+        if parsed.get_driver_name() not in ("asyncpg", "psycopg2", "psycopg", ""):
+            raise InvalidInput(f"unsupported PostgreSQL driver in {url!r}; use postgresql+asyncpg")
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise InvalidInput(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = normalise_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        if self.dialect == "sqlite":
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self._sync = _sqlite_engine(self.url, pool_size)
+            self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="apicredits-db")
+        else:
+            self._async = create_async_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                # A generic plan cached while a table was tiny (a seq scan) would stick
+                # after it grew; our statements are cheap to plan, so always plan afresh.
+                connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+            )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one read-write transaction (committed if it returns)."""
+        return await self._run(work, immediate=True)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        return await self._run(work, immediate=False)
+
+    async def _run(self, work: Callable[[Connection], T], *, immediate: bool) -> T:
+        if self._async is not None:
+            async with self._async.begin() as conn:
+                return await conn.run_sync(work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_blocking, work, immediate)
+
+    def run_blocking(self, work: Callable[[Connection], T], immediate: bool = True) -> T:
+        """SQLite only: run ``work`` in a transaction on the calling thread."""
+        assert self._sync is not None
+        with self._sqlite_tx(immediate) as conn:
+            return work(conn)
+
+    @contextlib.contextmanager
+    def _sqlite_tx(self, immediate: bool) -> Iterator[Connection]:
+        assert self._sync is not None
+        with self._sync.connect() as conn:
+            conn.execution_options(sqlite_begin="IMMEDIATE" if immediate else "DEFERRED")
+            with conn.begin():
+                yield conn
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.dispose()
+        if self._sync is not None:
+            self._sync.dispose()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+def _sqlite_engine(url: str, pool_size: int) -> Engine:
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"check_same_thread": False, "timeout": 60},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that "begin" below is ours.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

@@ -1,0 +1,27 @@
+"""Bring a database to the newest schema with Alembic; safe when several workers start at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+
+from apicredits.db.engine import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _upgrade(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        # Serialise concurrent upgrades (several workers starting together).
+        conn.execute(text("SELECT pg_advisory_xact_lock(7303311)"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+async def upgrade(db: Database) -> None:
+    await db.write(_upgrade)

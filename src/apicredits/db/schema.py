@@ -1,0 +1,136 @@
+"""The relational schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Times are integer unix microseconds (``*_us``) so both engines order and compare them the
+same way; money is BIGINT micro-credits. Transfers are insert-only: nothing in the code
+base updates or deletes a transfer row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("settings", Text, nullable=False, server_default="{}"),  # JSON
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("project_id", String(64), ForeignKey("projects.id"), nullable=True),
+    Column("kind", String(32), nullable=False),  # "api_key" for now
+    Column("secret_hash", String(128), nullable=True, unique=True),
+    Column("prefix", String(32), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("requests_per_minute", Integer, nullable=True),
+    Column("tokens_per_minute", Integer, nullable=True),
+    Column("max_concurrent", Integer, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("revoked_at_us", BigInteger, nullable=True),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(96), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("debits_pending", BigInteger, nullable=False, server_default="0"),
+    Column("debits_posted", BigInteger, nullable=False, server_default="0"),
+    Column("credits_pending", BigInteger, nullable=False, server_default="0"),
+    Column("credits_posted", BigInteger, nullable=False, server_default="0"),
+    Column("debits_must_not_exceed_credits", Boolean, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String(160), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("debit_account_id", String(96), ForeignKey("accounts.id"), nullable=False),
+    Column("credit_account_id", String(96), ForeignKey("accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("released", BigInteger, nullable=False, server_default="0"),
+    # A lock is closed by exactly one transfer: the unique index makes a second one fail.
+    Column("pending_id", String(160), nullable=True, unique=True),
+    Column("timeout_seconds", Integer, nullable=False, server_default="0"),
+    Column("expires_at_us", BigInteger, nullable=True),
+    Column("holds", Text, nullable=False, server_default=""),  # "budget|period;..."
+    Column("memo", Text, nullable=False, server_default=""),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_transfers_debit", "debit_account_id", "seq"),
+    Index("ix_transfers_credit", "credit_account_id", "seq"),
+    Index("ix_transfers_lock_expiry", "kind", "expires_at_us"),
+)
+
+# Index of locks not yet closed (a lock transfer itself never changes): the sweeper reads
+# due rows here instead of scanning every lock ever made. Deleted when the lock closes.
+open_locks = Table(
+    "open_locks",
+    metadata,
+    Column("lock_id", String(160), primary_key=True),
+    Column("expires_at_us", BigInteger, nullable=False, index=True),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False),
+    Column("scope", String(16), nullable=False),  # tenant | project | credential
+    Column("scope_id", String(64), nullable=False),
+    Column("period", String(8), nullable=False),  # day | month | none
+    Column("cap_micro", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    UniqueConstraint("scope", "scope_id", "period", name="uq_budget_scope_period"),
+)
+
+budget_usage = Table(
+    "budget_usage",
+    metadata,
+    Column("budget_id", String(64), ForeignKey("budgets.id"), primary_key=True),
+    Column("period_key", String(16), primary_key=True),
+    Column("used_micro", BigInteger, nullable=False, server_default="0"),
+)
+
+tariff_versions = Table(
+    "tariff_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("effective_from", BigInteger, nullable=False),  # unix seconds
+    Column("document", Text, nullable=False),  # canonical JSON of the rate card
+    Column("created_at_us", BigInteger, nullable=False),
+)

@@ -1,0 +1,82 @@
+"""Group commit: concurrent commands of one process share one database transaction.
+
+Callers ``await submit(command)``; while a batch is being written the next one queues, so
+throughput grows with concurrency instead of paying one commit per transfer (the
+TigerBeetle recipe). If a batch's transaction fails as a whole (say, another process won
+a race to a unique transfer id), its commands are retried one per transaction so each
+gets its own answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from apicredits.db.engine import Database
+from apicredits.errors import ApicreditsError
+from apicredits.ledger.model import Command
+from apicredits.ledger.rules import Result
+from apicredits.ledger.store import apply_commands
+
+log = logging.getLogger(__name__)
+
+
+class Batcher:
+    def __init__(self, db: Database, clock_us: Callable[[], int], *, max_batch: int = 512) -> None:
+        self._db = db
+        self._clock_us = clock_us
+        self._max_batch = max_batch
+        self._queue: list[tuple[Command, asyncio.Future[Result]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, command: Command) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append((command, future))
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        # shield: a caller that gives up must not cancel the batch other callers share
+        return await asyncio.shield(future)
+
+    async def submit_many(self, commands: list[Command]) -> list[Result]:
+        return list(await asyncio.gather(*(self.submit(c) for c in commands)))
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                commands = [c for c, _ in batch]
+                try:
+                    results = await self._write(commands)
+                except (IntegrityError, OperationalError):
+                    log.info("batch of %d failed as a whole; retrying one by one", len(batch))
+                    results = []
+                    for command in commands:
+                        try:
+                            results.extend(await self._write([command]))
+                        except Exception as exc:
+                            results.append(exc)  # type: ignore[arg-type]
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        if isinstance(result, BaseException) and not isinstance(
+                            result, ApicreditsError
+                        ):
+                            future.set_exception(result)
+                        else:
+                            future.set_result(result)
+        finally:
+            self._drainer = None
+
+    async def _write(self, commands: list[Command]) -> list[Result]:
+        now_us = self._clock_us()
+        work = functools.partial(apply_commands, commands=commands, now_us=now_us)
+        return await self._db.write(work)

@@ -1,0 +1,74 @@
+"""The one settings class. Sources, highest first: constructor arguments, ``APICREDITS_*``
+environment variables, the TOML file named by ``APICREDITS_CONFIG`` (default
+``apicredits.toml`` in the working directory, if present), then the defaults below."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "apicredits.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="APICREDITS_", extra="forbid")
+
+    data_dir: Path = Field(Path(".apicredits"), description="where embedded state lives")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL; default: SQLite file under data_dir"
+    )
+    redis_url: str | None = Field(None, description="unset = in-process limits")
+    admin_token: SecretStr | None = Field(
+        None, description="control-plane token; default: generated once under data_dir"
+    )
+    tariff_file: Path | None = Field(None, description="TOML rate cards to load at start")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    lock_timeout_seconds: int = Field(300, ge=1, le=7 * 86400)
+    quote_ttl_seconds: int = Field(600, ge=1, le=86400)
+    sweep_interval_seconds: float = Field(5.0, gt=0)
+    db_pool_size: int = Field(10, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("APICREDITS_CONFIG", DEFAULT_CONFIG_FILE))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file)
+        return (init_settings, env_settings, toml)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'apicredits.db').resolve()}"
+
+    def resolve_admin_token(self) -> str:
+        """The configured admin token, or one generated once and kept (0600) in data_dir."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        path = self.data_dir / "admin-token"
+        if path.exists():
+            return path.read_text().strip()
+        import secrets
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        token = "act_" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token

@@ -1,0 +1,87 @@
+"""Who spends: tenants own projects, projects own consumer credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from apicredits.ledger.model import tenant_account
+
+BUDGET_SCOPES = ("tenant", "project", "credential")
+BUDGET_PERIODS = ("day", "month", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    created_at_us: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def account_id(self) -> str:
+        return tenant_account(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    tenant_id: str
+    name: str
+    created_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: str
+    tenant_id: str
+    project_id: str | None
+    kind: str
+    prefix: str
+    name: str
+    created_at_us: int
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_concurrent: int | None = None
+    revoked_at_us: int | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at_us is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as established by an ``Authenticator``."""
+
+    tenant_id: str
+    project_id: str | None
+    credential_id: str
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_concurrent: int | None = None
+
+    @property
+    def account_id(self) -> str:
+        return tenant_account(self.tenant_id)
+
+    @property
+    def budget_scopes(self) -> tuple[tuple[str, str], ...]:
+        """The scopes whose spend caps a lock by this principal must respect."""
+        scopes = [("tenant", self.tenant_id)]
+        if self.project_id:
+            scopes.append(("project", self.project_id))
+        scopes.append(("credential", self.credential_id))
+        return tuple(scopes)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    id: str
+    tenant_id: str
+    scope: str
+    scope_id: str
+    period: str
+    cap_micro: int
+    period_key: str
+    used_micro: int
