@@ -68,7 +68,14 @@ class Settings(BaseSettings):
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         token = "act_" + secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".admin-token.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")
+        try:
+            os.link(tmp, path)  # never replaces a token another process made first
+        except FileExistsError:
+            token = path.read_text().strip()
+        finally:
+            tmp.unlink()
         return token

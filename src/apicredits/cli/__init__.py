@@ -1,0 +1,99 @@
+"""The ``apicredits`` command. Errors print as one line on stderr with a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from apicredits.cli import admin
+from apicredits.errors import ApicreditsError
+
+app = typer.Typer(
+    help="apicredits: tokenised API credits for AI workloads.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(admin.app, name="admin")
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="port")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+) -> None:
+    """Serve the gateway: control plane at /admin/v1 (docs at /docs)."""
+    import uvicorn
+
+    from apicredits.db import Database, upgrade
+    from apicredits.settings import Settings
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.admin_token is None:
+        settings.resolve_admin_token()
+        typer.echo(f"admin token: {settings.data_dir / 'admin-token'}", err=True)
+
+    async def migrate() -> None:
+        db = Database(settings.effective_database_url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.aclose()
+
+    asyncio.run(migrate())  # once here, so workers start on the newest schema
+    uvicorn.run(
+        "apicredits.gateway.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="keep the demo's data directory")] = False,
+) -> None:
+    """Run the end-to-end demo on embedded defaults (temporary data directory)."""
+    from apicredits.demo import run_demo
+
+    run_demo(keep=keep)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the configured database to the newest schema."""
+    from apicredits.db import Database, upgrade
+    from apicredits.settings import Settings
+
+    async def run() -> None:
+        db = Database(Settings().effective_database_url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.aclose()
+
+    asyncio.run(run())
+    typer.echo("database is at the newest schema")
+
+
+def main() -> None:
+    try:
+        app()
+    except ApicreditsError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        sys.exit(1)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        sys.stderr.write(f"error: invalid setting {where}: {first['msg']}\n")
+        sys.exit(1)

@@ -1,0 +1,77 @@
+"""Errors at the edge: the one place where exceptions become JSON responses.
+
+Every error body is ``{"error": {"code": <stable code>, "message": <text>, ...}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+from apicredits.errors import ApicreditsError, RateLimited
+
+log = logging.getLogger("apicredits.gateway")
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, **details}}
+    return JSONResponse(body, status_code=status)
+
+
+def domain_error_response(exc: ApicreditsError) -> JSONResponse:
+    response = JSONResponse(exc.to_dict(), status_code=exc.status)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(max(1, int(exc.retry_after_seconds + 0.999)))
+    return response
+
+
+async def _domain(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApicreditsError)
+    return domain_error_response(exc)
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e["msg"]}
+        for e in exc.errors()
+    ]
+    first = problems[0] if problems else {"field": "", "problem": "invalid request"}
+    message = f"{first['field'] or 'body'}: {first['problem']}"
+    return error_response(400, "invalid_request", message, problems=problems)
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    response = error_response(exc.status_code, code, str(exc.detail))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApicreditsError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,89 @@
+"""Request bodies of the control plane. Amounts are strict integers (no "10", no 10.0)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from apicredits.money import MAX_MICRO
+
+Micro = Annotated[StrictInt, Field(gt=0, le=MAX_MICRO)]
+MicroOrZero = Annotated[StrictInt, Field(ge=0, le=MAX_MICRO)]
+PerMinute = Annotated[StrictInt, Field(gt=0, le=10**12)]
+Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+ClientId = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+Name = Annotated[StrictStr, Field(max_length=200)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantCreate(Body):
+    name: Name = ""
+    settings: dict[str, Any] = Field(default_factory=dict)
+    legacy_keys: bool | None = None
+
+
+class TenantPatch(Body):
+    name: Name | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    legacy_keys: bool | None = None
+
+
+class DepositCreate(Body):
+    amount_micro: Micro
+    idempotency_key: ClientId
+    memo: Annotated[StrictStr, Field(max_length=500)] = ""
+
+
+class ProjectCreate(Body):
+    name: Name = ""
+
+
+class KeyCreate(Body):
+    tenant_id: Id
+    project_id: Id | None = None
+    name: Name = ""
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    max_concurrent: Annotated[StrictInt, Field(gt=0, le=100_000)] | None = None
+
+
+class BudgetPut(Body):
+    tenant_id: Id
+    scope: Literal["tenant", "project", "credential"]
+    scope_id: Id | None = None
+    period: Literal["day", "month", "none"]
+    cap_micro: MicroOrZero
+
+
+class LockCreate(Body):
+    lock_id: ClientId
+    amount_micro: Micro
+    timeout_seconds: Annotated[StrictInt, Field(gt=0, le=7 * 86400)] | None = None
+    project_id: Id | None = None
+    credential_id: Id | None = None
+    memo: Annotated[StrictStr, Field(max_length=500)] = ""
+
+
+class ConsumeCreate(Body):
+    transfer_id: ClientId | None = None
+    amount_micro: MicroOrZero
+
+
+class RefundCreate(Body):
+    transfer_id: ClientId | None = None
+
+
+class PlannedCallBody(Body):
+    model: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    input_tokens: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    max_output_tokens: Annotated[StrictInt, Field(ge=0, le=10**9)]
+    units: dict[str, Annotated[StrictInt, Field(ge=0, le=10**12)]] = Field(default_factory=dict)
+
+
+class QuoteCreate(Body):
+    tenant_id: Id | None = None
+    calls: Annotated[list[PlannedCallBody], Field(min_length=1, max_length=1000)]

@@ -1,0 +1,64 @@
+"""The services one gateway process runs with, built from ``Settings``."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from apicredits.db import Database, upgrade
+from apicredits.ledger import Ledger
+from apicredits.limits import RateLimiter, create_rate_limiter
+from apicredits.settings import Settings
+from apicredits.tariffs import QuoteSigner, default_tariff, load_or_create_signing_key
+from apicredits.tariffs.store import TariffStore
+from apicredits.tenants import ApiKeyAuthenticator, Authenticator, Directory
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    ledger: Ledger
+    directory: Directory
+    tariffs: TariffStore
+    quote_signer: QuoteSigner
+    limiter: RateLimiter
+    authenticator: Authenticator
+    admin_token: str
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.effective_database_url, pool_size=settings.db_pool_size)
+        try:
+            await upgrade(db)
+            ledger = Ledger(db)
+            await ledger.open_system_accounts()
+            tariffs = TariffStore(db)
+            if not (await tariffs.book()).versions():
+                await tariffs.add(default_tariff())
+            if settings.tariff_file is not None:
+                text = await asyncio.to_thread(Path(settings.tariff_file).read_text, "utf-8")
+                await tariffs.add_toml(text)
+        except BaseException:
+            await db.aclose()
+            raise
+        directory = Directory(db, ledger)
+        return cls(
+            settings=settings,
+            db=db,
+            ledger=ledger,
+            directory=directory,
+            tariffs=tariffs,
+            quote_signer=QuoteSigner(
+                load_or_create_signing_key(settings.data_dir / "quote-signing-key.pem")
+            ),
+            limiter=create_rate_limiter(settings.redis_url),
+            authenticator=ApiKeyAuthenticator(directory),
+            admin_token=settings.resolve_admin_token(),
+        )
+
+    async def close(self) -> None:
+        await self.limiter.aclose()
+        await self.db.aclose()

@@ -1,0 +1,82 @@
+"""Tariff versions in the database, and the cached ``TariffBook`` the gateway prices with.
+
+Versions are insert-only: uploading an existing version number with the same content is a
+no-op, with different content a conflict, so a charge's recorded version always means the
+same prices. Every worker reloads the book when its cache is older than ``ttl_seconds``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from apicredits.db.engine import Database
+from apicredits.db.schema import tariff_versions
+from apicredits.errors import IdempotencyConflict, InvalidInput
+from apicredits.tariffs.quotes import canonical_json
+from apicredits.tariffs.ratecard import TariffBook, TariffVersion
+
+
+class TariffStore:
+    def __init__(self, db: Database, *, ttl_seconds: float = 5.0) -> None:
+        self.db = db
+        self.ttl_seconds = ttl_seconds
+        self._book: TariffBook | None = None
+        self._loaded_at = 0.0
+
+    async def add(self, tariff: TariffVersion) -> TariffVersion:
+        document = canonical_json(tariff.to_document()).decode()
+        row = {
+            "version": tariff.version,
+            "effective_from": tariff.effective_from,
+            "document": document,
+            "created_at_us": time.time_ns() // 1000,
+        }
+
+        def work(conn: Connection) -> str | None:
+            existing = conn.execute(
+                select(tariff_versions.c.document).where(
+                    tariff_versions.c.version == tariff.version
+                )
+            ).scalar_one_or_none()
+            if existing is None:
+                conn.execute(tariff_versions.insert(), row)
+            return existing
+
+        existing = await self.db.write(work)
+        if existing is not None and existing != document:
+            raise IdempotencyConflict(
+                f"tariff version {tariff.version} already exists with different content",
+                tariff_version=tariff.version,
+            )
+        self._book = None
+        return tariff
+
+    async def add_toml(self, text: str) -> TariffVersion:
+        """Add a version from TOML; without a ``version`` key it gets the next number."""
+        try:
+            document: dict[str, Any] = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"tariff TOML does not parse: {exc}") from None
+        return await self.add_document(document)
+
+    async def add_document(self, document: dict[str, Any]) -> TariffVersion:
+        if "version" not in document:
+            document = {**document, "version": await self.next_version()}
+        return await self.add(TariffVersion.from_document(document))
+
+    async def next_version(self) -> int:
+        stmt = select(func.coalesce(func.max(tariff_versions.c.version), 0))
+        return int(await self.db.read(lambda c: c.execute(stmt).scalar_one())) + 1
+
+    async def book(self) -> TariffBook:
+        if self._book is None or time.monotonic() - self._loaded_at > self.ttl_seconds:
+            stmt = select(tariff_versions.c.document).order_by(tariff_versions.c.version)
+            docs = await self.db.read(lambda c: list(c.execute(stmt).scalars()))
+            self._book = TariffBook(TariffVersion.from_document(json.loads(d)) for d in docs)
+            self._loaded_at = time.monotonic()
+        return self._book
