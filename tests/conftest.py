@@ -11,7 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-POSTGRES_ADMIN_DSN = os.environ.get("APICREDITS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "APICREDITS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("APICREDITS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 HOW_TO_START = {

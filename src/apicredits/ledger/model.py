@@ -60,6 +60,12 @@ class Account:
     def locked(self) -> int:
         return self.debits_pending
 
+    def adjusted(self, dp: int = 0, dP: int = 0, cp: int = 0, cP: int = 0) -> Account:
+        """A copy with the balance deltas applied (pending/Posted debits, credits)."""
+        return Account(self.id, self.type, self.debits_pending + dp, self.debits_posted + dP,
+                       self.credits_pending + cp, self.credits_posted + cP,
+                       self.debits_must_not_exceed_credits)  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class BudgetHold:

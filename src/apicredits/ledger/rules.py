@@ -192,9 +192,7 @@ class _Batch:
             raise InvalidInput("debit and credit accounts must differ")
         if debit.debits_must_not_exceed_credits and debit.available < amount:
             raise InsufficientCredits(debit.id, amount, debit.available)
-        debit = dataclasses.replace(debit, debits_posted=debit.debits_posted + amount)
-        credit = self.account(credit_id)
-        credit = dataclasses.replace(credit, credits_posted=credit.credits_posted + amount)
+        debit, credit = debit.adjusted(dP=amount), self.account(credit_id).adjusted(cP=amount)
         return self.record(
             Transfer(tid, kind, debit_id, credit_id, amount, memo=memo), [debit, credit]
         )
@@ -222,10 +220,7 @@ class _Batch:
         for hold in holds:
             key = (hold.budget_id, hold.period_key)
             self.used[key] = self.out.budget_usage[key] = self.usage(key) + command.amount
-        debit = dataclasses.replace(debit, debits_pending=debit.debits_pending + command.amount)
-        credit = dataclasses.replace(
-            credit, credits_pending=credit.credits_pending + command.amount
-        )
+        debit, credit = debit.adjusted(dp=command.amount), credit.adjusted(cp=command.amount)
         transfer = Transfer(
             command.id,
             TransferKind.LOCK,
@@ -277,16 +272,8 @@ class _Batch:
             Expire: TransferKind.EXPIRE,
         }[type(command)]
         debit, credit = self.account(lock.debit_account_id), self.account(lock.credit_account_id)
-        debit = dataclasses.replace(
-            debit,
-            debits_pending=debit.debits_pending - lock.amount,
-            debits_posted=debit.debits_posted + posted,
-        )
-        credit = dataclasses.replace(
-            credit,
-            credits_pending=credit.credits_pending - lock.amount,
-            credits_posted=credit.credits_posted + posted,
-        )
+        debit = debit.adjusted(dp=-lock.amount, dP=posted)
+        credit = credit.adjusted(cp=-lock.amount, cP=posted)
         for hold in lock.holds:
             key = (hold.budget_id, hold.period_key)
             released = lock.amount - posted

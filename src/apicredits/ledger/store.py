@@ -10,10 +10,28 @@ already serialises writers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Row,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.elements import ColumnClause
 
 from apicredits.db.schema import accounts, budget_usage, budgets, open_locks, transfers
 from apicredits.ledger.model import (
@@ -35,6 +53,14 @@ from apicredits.ledger.model import (
 from apicredits.ledger.rules import BatchOutcome, Result, apply_batch, period_key
 
 
+def _in(conn: Connection, column: ColumnClause[str], values: set[str]) -> ColumnElement[bool]:
+    """``column IN values``; one array parameter on PostgreSQL, so the statement text (and
+    its prepared plan) is the same whatever the batch size."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, sorted(values), type_=ARRAY(String)))
+    return column.in_(values)
+
+
 def apply_commands(conn: Connection, commands: list[Command], now_us: int) -> list[Result]:
     view = load_view(conn, commands, now_us)
     outcome = apply_batch(view, commands, now_us)
@@ -45,7 +71,9 @@ def apply_commands(conn: Connection, commands: list[Command], now_us: int) -> li
 def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerView:
     for_update = conn.dialect.name == "postgresql"
     lock_ids = {c.lock_id for c in commands if isinstance(c, Consume | Refund | Expire)}
-    locks = {t.id: t for t in _transfers(conn, transfers.c.id.in_(lock_ids))} if lock_ids else {}
+    locks = (
+        {t.id: t for t in _transfers(conn, _in(conn, transfers.c.id, lock_ids))} if lock_ids else {}
+    )
     account_ids: set[str] = set()
     for c in commands:
         match c:
@@ -55,7 +83,7 @@ def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerV
                 account_ids |= {c.debit_account_id, c.credit_account_id}
     for t in locks.values():
         account_ids |= {t.debit_account_id, t.credit_account_id}
-    stmt = select(accounts).where(accounts.c.id.in_(account_ids)).order_by(accounts.c.id)
+    stmt = select(accounts).where(_in(conn, accounts.c.id, account_ids)).order_by(accounts.c.id)
     rows = conn.execute(stmt.with_for_update() if for_update else stmt).all()
     view = LedgerView(accounts={r.id: _account(r) for r in rows})
 
@@ -84,9 +112,9 @@ def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerV
 
     # Read with the locks held: these rows decide idempotency and whether a lock is open.
     ids = {c.id for c in commands} | lock_ids
-    cond = transfers.c.id.in_(ids)
+    cond = _in(conn, transfers.c.id, ids)
     if lock_ids:
-        cond = or_(cond, transfers.c.pending_id.in_(lock_ids))
+        cond = or_(cond, _in(conn, transfers.c.pending_id, lock_ids))
     for t in _transfers(conn, cond):
         view.transfers[t.id] = t
         if t.pending_id is not None:
@@ -96,18 +124,36 @@ def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerV
 
 def write_outcome(conn: Connection, outcome: BatchOutcome) -> None:
     if outcome.new_transfers:
-        conn.execute(insert(transfers), [_transfer_row(t) for t in outcome.new_transfers])
+        _bulk_insert(conn, transfers, [_transfer_row(t) for t in outcome.new_transfers])
         opened = [
             {"lock_id": t.id, "expires_at_us": t.expires_at_us}
             for t in outcome.new_transfers
             if t.kind == TransferKind.LOCK
         ]
         if opened:
-            conn.execute(insert(open_locks), opened)
+            _bulk_insert(conn, open_locks, opened)
         closed = [t.pending_id for t in outcome.new_transfers if t.pending_id is not None]
         if closed:
-            conn.execute(delete(open_locks).where(open_locks.c.lock_id.in_(closed)))
-    if outcome.accounts:
+            conn.execute(delete(open_locks).where(_in(conn, open_locks.c.lock_id, set(closed))))
+    if outcome.accounts and conn.dialect.name == "postgresql":
+        changed = sorted(outcome.accounts.values(), key=lambda a: a.id)
+        conn.execute(
+            text(
+                "UPDATE accounts SET debits_pending = u.dp, debits_posted = u.dpo, "
+                "credits_pending = u.cp, credits_posted = u.cpo "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:dp AS bigint[]), "
+                "CAST(:dpo AS bigint[]), CAST(:cp AS bigint[]), CAST(:cpo AS bigint[])) "
+                "AS u(id, dp, dpo, cp, cpo) WHERE accounts.id = u.id"
+            ),
+            {
+                "ids": [a.id for a in changed],
+                "dp": [a.debits_pending for a in changed],
+                "dpo": [a.debits_posted for a in changed],
+                "cp": [a.credits_pending for a in changed],
+                "cpo": [a.credits_posted for a in changed],
+            },
+        )
+    elif outcome.accounts:
         stmt = (
             update(accounts)
             .where(accounts.c.id == bindparam("_id"))
@@ -140,6 +186,23 @@ def write_outcome(conn: Connection, outcome: BatchOutcome) -> None:
             stmt,
             [{"_b": b, "_p": p, "_u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
         )
+
+
+_PG_ARRAY_TYPES = {"VARCHAR": "text", "TEXT": "text", "BIGINT": "bigint", "INTEGER": "bigint"}
+
+
+def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows; on PostgreSQL as one ``INSERT ... SELECT FROM unnest(arrays)``,
+    a single statement whatever the row count (executemany costs a round trip per row)."""
+    if conn.dialect.name != "postgresql" or len(rows) < 2:
+        conn.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    casts = ", ".join(
+        f"CAST(:{n} AS {_PG_ARRAY_TYPES[str(table.c[n].type).split('(')[0]]}[])" for n in names
+    )
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts})"  # noqa: S608 - names come from our schema
+    conn.execute(text(sql), {n: [r[n] for r in rows] for n in names})
 
 
 def ensure_account(

@@ -46,7 +46,9 @@ class MemoryLedger:
     def __init__(self, budgets: list[Budget] = ()) -> None:  # type: ignore[assignment]
         self.accounts = {
             "world": Account("world", AccountType.WORLD),
-            "platform": Account("platform", AccountType.PLATFORM, debits_must_not_exceed_credits=True),
+            "platform": Account(
+                "platform", AccountType.PLATFORM, debits_must_not_exceed_credits=True
+            ),
             "t1": Account("t1", AccountType.TENANT, debits_must_not_exceed_credits=True),
             "t2": Account("t2", AccountType.TENANT, debits_must_not_exceed_credits=True),
         }
@@ -59,8 +61,13 @@ class MemoryLedger:
         self.now = T0
 
     def run(self, *commands: Command) -> list[Transfer | ApicreditsError]:
-        view = LedgerView(dict(self.accounts), dict(self.transfers), dict(self.closings),
-                          self.budgets, dict(self.usage))
+        view = LedgerView(
+            dict(self.accounts),
+            dict(self.transfers),
+            dict(self.closings),
+            self.budgets,
+            dict(self.usage),
+        )
         out = apply_batch(view, list(commands), self.now)
         for t in out.new_transfers:
             assert t.id not in self.transfers, "a transfer id was written twice"
@@ -103,10 +110,12 @@ def funded(amount: int = 1000, budgets: list[Budget] = ()) -> MemoryLedger:  # t
 def test_lock_consume_releases_the_remainder() -> None:
     m = funded()
     m.one(Lock("l", "t1", "platform", 300, 60))
-    assert m.accounts["t1"].available == 700 and m.accounts["t1"].locked == 300
+    assert m.accounts["t1"].available == 700
+    assert m.accounts["t1"].locked == 300
     c = m.one(Consume("c", "l", 120))
     assert (c.amount, c.released, c.kind) == (120, 180, TransferKind.CONSUME)
-    assert m.accounts["t1"].available == 880 and m.accounts["t1"].locked == 0
+    assert m.accounts["t1"].available == 880
+    assert m.accounts["t1"].locked == 0
     assert m.accounts["platform"].credits_posted == 120
     m.check_invariants()
 
@@ -124,7 +133,8 @@ def test_lock_needs_available_credits() -> None:
     with pytest.raises(InsufficientCredits) as err:
         m.one(Lock("l", "t1", "platform", 101, 60))
     assert err.value.details == {"account_id": "t1", "needed_micro": 101, "available_micro": 100}
-    assert m.accounts["t1"].locked == 0 and "l" not in m.transfers
+    assert m.accounts["t1"].locked == 0
+    assert "l" not in m.transfers
 
 
 def test_consume_cannot_exceed_its_lock() -> None:
@@ -159,8 +169,13 @@ def test_same_id_same_content_returns_the_original() -> None:
 
 @pytest.mark.parametrize(
     "retry",
-    [Lock("l", "t1", "platform", 11, 60), Lock("l", "t2", "platform", 10, 60),
-     Lock("l", "t1", "platform", 10, 61), Consume("l", "l", 1), Deposit("l", "t1", 10)],
+    [
+        Lock("l", "t1", "platform", 11, 60),
+        Lock("l", "t2", "platform", 10, 60),
+        Lock("l", "t1", "platform", 10, 61),
+        Consume("l", "l", 1),
+        Deposit("l", "t1", 10),
+    ],
 )
 def test_same_id_different_content_is_a_conflict(retry: Command) -> None:
     m = funded()
@@ -172,18 +187,27 @@ def test_same_id_different_content_is_a_conflict(retry: Command) -> None:
 
 def test_duplicates_inside_one_batch() -> None:
     m = funded()
-    a, b, c = m.run(Lock("l", "t1", "platform", 10, 60), Lock("l", "t1", "platform", 10, 60),
-                    Lock("l", "t1", "platform", 12, 60))
-    assert a == b and isinstance(c, IdempotencyConflict)
+    a, b, c = m.run(
+        Lock("l", "t1", "platform", 10, 60),
+        Lock("l", "t1", "platform", 10, 60),
+        Lock("l", "t1", "platform", 12, 60),
+    )
+    assert a == b
+    assert isinstance(c, IdempotencyConflict)
     assert m.accounts["t1"].locked == 10
 
 
 def test_a_failed_command_does_not_spoil_its_batch() -> None:
     m = funded(100)
-    ok, bad, ok2 = m.run(Lock("a", "t1", "platform", 60, 60), Lock("b", "t1", "platform", 60, 60),
-                         Lock("c", "t1", "platform", 40, 60))
-    assert isinstance(ok, Transfer) and isinstance(bad, InsufficientCredits)
-    assert isinstance(ok2, Transfer) and m.accounts["t1"].available == 0
+    ok, bad, ok2 = m.run(
+        Lock("a", "t1", "platform", 60, 60),
+        Lock("b", "t1", "platform", 60, 60),
+        Lock("c", "t1", "platform", 40, 60),
+    )
+    assert isinstance(ok, Transfer)
+    assert isinstance(bad, InsufficientCredits)
+    assert isinstance(ok2, Transfer)
+    assert m.accounts["t1"].available == 0
 
 
 def test_expiry_only_after_the_timeout() -> None:
@@ -204,7 +228,8 @@ def test_consuming_an_expired_lock_expires_it_and_refuses() -> None:
     with pytest.raises(LockClosed) as err:
         m.one(Consume("c", "l", 5))
     assert err.value.details["state"] == "expired"
-    assert m.closings["l"].kind == TransferKind.EXPIRE and m.accounts["t1"].available == 1000
+    assert m.closings["l"].kind == TransferKind.EXPIRE
+    assert m.accounts["t1"].available == 1000
 
 
 @pytest.mark.parametrize("bad", [0, -5, True, 2**63])
@@ -271,8 +296,15 @@ accounts = st.sampled_from(["t1", "t2"])
 amounts = st.integers(min_value=0, max_value=400)
 command = st.one_of(
     st.builds(Deposit, ids, accounts, amounts),
-    st.builds(Lock, ids, accounts, st.just("platform"), amounts, st.integers(1, 5),
-              st.just((("tenant", "t1"), ("tenant", "t2")))),
+    st.builds(
+        Lock,
+        ids,
+        accounts,
+        st.just("platform"),
+        amounts,
+        st.integers(1, 5),
+        st.just((("tenant", "t1"), ("tenant", "t2"))),
+    ),
     st.builds(Consume, ids, ids, amounts),
     st.builds(Refund, ids, ids),
     st.builds(Expire, ids),
@@ -297,10 +329,12 @@ def test_invariants_hold_for_any_command_sequence(
         m.now += wait * SECOND
     # Past every timeout each lock ends exactly once: consumed, refunded or expired.
     m.now += 10 * SECOND
-    open_locks = [t.id for t in m.transfers.values()
-                  if t.kind == TransferKind.LOCK and t.id not in m.closings]
+    open_locks = [
+        t.id for t in m.transfers.values() if t.kind == TransferKind.LOCK and t.id not in m.closings
+    ]
     for result in m.run(*(Expire(i) for i in open_locks)):
-        assert isinstance(result, Transfer) and result.kind == TransferKind.EXPIRE
+        assert isinstance(result, Transfer)
+        assert result.kind == TransferKind.EXPIRE
     locks = [t for t in m.transfers.values() if t.kind == TransferKind.LOCK]
     assert all(lock.id in m.closings for lock in locks)
     assert all(a.debits_pending == 0 == a.credits_pending for a in m.accounts.values())

@@ -78,7 +78,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_transfers_debit", "transfers", ["debit_account_id", "seq"])
     op.create_index("ix_transfers_credit", "transfers", ["credit_account_id", "seq"])
-    op.create_index("ix_transfers_lock_expiry", "transfers", ["kind", "expires_at_us"])
     op.create_table(
         "open_locks",
         sa.Column("lock_id", sa.String(160), primary_key=True),
