@@ -51,7 +51,7 @@ async def _worker(url: str, worker: int, seconds: float, concurrency: int) -> tu
                 await ledger.lock(lock_id, tenant, LOCK, timeout_seconds=600)
                 await ledger.consume(lock_id + ":c", lock_id, USE)
                 pairs += 1
-            except Exception:  # noqa: BLE001 - counted and reported
+            except Exception:  # counted and reported
                 failures += 1
 
     try:

@@ -113,7 +113,7 @@ def _scenario(http: httpx.Client) -> None:
     )
     rows.append(("budget", "1.000000/day", f"project {project['id']}"))
 
-    calls = [{"model": "sim-gpt", "input_tokens": 1200, "max_output_tokens": 800}] * 3
+    calls = [{"model": "sim-gpt", "input_tokens": 120_000, "max_output_tokens": 80_000}] * 3
     quote = _ok(http.post("/quotes", json={"tenant_id": tid, "calls": calls}))
     total = quote["quote"]["total_micro"]
     rows.append(

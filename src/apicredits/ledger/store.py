@@ -9,6 +9,7 @@ already serialises writers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -64,8 +66,11 @@ def _in(conn: Connection, column: ColumnClause[str], values: set[str]) -> Column
 def apply_commands(conn: Connection, commands: list[Command], now_us: int) -> list[Result]:
     view = load_view(conn, commands, now_us)
     outcome = apply_batch(view, commands, now_us)
-    write_outcome(conn, outcome)
-    return outcome.results
+    seqs = write_outcome(conn, outcome)
+    return [
+        dataclasses.replace(r, seq=seqs[r.id]) if isinstance(r, Transfer) and r.seq is None else r
+        for r in outcome.results
+    ]
 
 
 def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerView:
@@ -122,9 +127,19 @@ def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerV
     return view
 
 
-def write_outcome(conn: Connection, outcome: BatchOutcome) -> None:
+def write_outcome(conn: Connection, outcome: BatchOutcome) -> dict[str, int]:
+    """Write what a batch changed; returns the ``seq`` given to each new transfer."""
+    seqs: dict[str, int] = {}
     if outcome.new_transfers:
-        _bulk_insert(conn, transfers, [_transfer_row(t) for t in outcome.new_transfers])
+        rows = [_transfer_row(t) for t in outcome.new_transfers]
+        if conn.dialect.name == "postgresql":
+            seqs = _bulk_insert(conn, transfers, rows, returning=True)
+        else:
+            # BEGIN IMMEDIATE holds the write lock, so numbering here cannot race.
+            last = conn.execute(select(func.coalesce(func.max(transfers.c.seq), 0))).scalar_one()
+            for n, row in enumerate(rows, start=last + 1):
+                row["seq"] = seqs[str(row["id"])] = n
+            conn.execute(insert(transfers), rows)
         opened = [
             {"lock_id": t.id, "expires_at_us": t.expires_at_us}
             for t in outcome.new_transfers
@@ -186,23 +201,30 @@ def write_outcome(conn: Connection, outcome: BatchOutcome) -> None:
             stmt,
             [{"_b": b, "_p": p, "_u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
         )
+    return seqs
 
 
 _PG_ARRAY_TYPES = {"VARCHAR": "text", "TEXT": "text", "BIGINT": "bigint", "INTEGER": "bigint"}
 
 
-def _bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def _bulk_insert(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], *, returning: bool = False
+) -> dict[str, int]:
     """Insert many rows; on PostgreSQL as one ``INSERT ... SELECT FROM unnest(arrays)``,
-    a single statement whatever the row count (executemany costs a round trip per row)."""
-    if conn.dialect.name != "postgresql" or len(rows) < 2:
+    a single statement whatever the row count (executemany costs a round trip per row).
+    With ``returning``, maps each row's ``id`` to its ``seq``."""
+    if conn.dialect.name != "postgresql":
         conn.execute(insert(table), rows)
-        return
+        return {}
     names = list(rows[0])
     casts = ", ".join(
         f"CAST(:{n} AS {_PG_ARRAY_TYPES[str(table.c[n].type).split('(')[0]]}[])" for n in names
     )
     sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts})"  # noqa: S608 - names come from our schema
-    conn.execute(text(sql), {n: [r[n] for r in rows] for n in names})
+    if returning:
+        sql += " RETURNING id, seq"
+    result = conn.execute(text(sql), {n: [r[n] for r in rows] for n in names})
+    return {row.id: row.seq for row in result} if returning else {}
 
 
 def ensure_account(
