@@ -32,11 +32,11 @@ def normalise_url(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:
         raise InvalidInput(f"not a database URL: {url!r}") from None
-    backend = parsed.get_backend_name()
+    backend, _, driver = parsed.drivername.partition("+")
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
     if backend in ("postgresql", "postgres"):
-        if parsed.get_driver_name() not in ("asyncpg", "psycopg2", "psycopg", ""):
+        if driver not in ("asyncpg", "psycopg2", "psycopg", ""):
             raise InvalidInput(f"unsupported PostgreSQL driver in {url!r}; use postgresql+asyncpg")
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise InvalidInput(f"unsupported database {backend!r}: use SQLite or PostgreSQL")

@@ -139,7 +139,10 @@ class Ledger:
 
     # -- expiry
     async def expire_due(self, *, limit: int = 1000) -> int:
-        """Expire locks past their timeout; safe to run in every worker at once."""
+        """Expire locks past their timeout; safe to run in every worker at once.
+
+        Returns how many of the due locks it found are now expired, by this call or by a
+        sweeper in another worker at the same moment (each lock still expires once)."""
         now_us = self.clock_us()
         lock_ids = await self.db.read(functools.partial(due_locks, now_us=now_us, limit=limit))
         if not lock_ids:

@@ -1,0 +1,117 @@
+"""``Ledger`` over a real SQLite file: batching, history, balances and lock expiry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from apicredits.db import Database, upgrade
+from apicredits.errors import InsufficientCredits, LockClosed
+from apicredits.ledger import AccountType, Ledger, TransferKind, tenant_account
+
+pytestmark = pytest.mark.anyio
+T = tenant_account("t")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_us = 1_800_000_000_000_000
+
+    def __call__(self) -> int:
+        return self.now_us
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'l.db'}")
+    await upgrade(database)
+    yield database
+    await database.aclose()
+
+
+@pytest.fixture
+async def ledger(db: Database) -> Ledger:
+    led = Ledger(db, clock_us=Clock())
+    await led.open_system_accounts()
+    await led.open_account(T, AccountType.TENANT)
+    await led.deposit("fund", T, 1_000)
+    return led
+
+
+async def test_concurrent_commands_share_batches(ledger: Ledger) -> None:
+    results = await asyncio.gather(
+        *(ledger.lock(f"l{i}", T, 10, timeout_seconds=60) for i in range(100)),
+        return_exceptions=True,
+    )
+    assert all(not isinstance(r, BaseException) for r in results)
+    refused = await asyncio.gather(
+        ledger.lock("too-much", T, 1, timeout_seconds=60), return_exceptions=True
+    )
+    assert isinstance(refused[0], InsufficientCredits)
+    seqs = [r.seq for r in results]  # type: ignore[union-attr]
+    assert len(set(seqs)) == 100
+    assert all(s is not None for s in seqs)
+    balance = await ledger.balance(T)
+    assert (balance.available_micro, balance.locked_micro) == (0, 1_000)
+
+
+async def test_history_and_balance(ledger: Ledger) -> None:
+    await ledger.lock("l", T, 100, timeout_seconds=60)
+    await ledger.consume("c", "l", 40)
+    history = await ledger.history(T)
+    assert [t.kind for t in history] == [
+        TransferKind.DEPOSIT,
+        TransferKind.LOCK,
+        TransferKind.CONSUME,
+    ]
+    assert [t.seq for t in history] == sorted(t.seq for t in history)  # type: ignore[type-var]
+    after = await ledger.history(T, after_seq=history[1].seq or 0)
+    assert [t.id for t in after] == ["c"]
+    balance = await ledger.balance(T)
+    assert (
+        balance.available_micro,
+        balance.locked_micro,
+        balance.spent_micro,
+        balance.deposited_micro,
+    ) == (960, 0, 40, 1_000)
+
+
+async def test_sweeper_expires_due_locks_once(db: Database) -> None:
+    clock = Clock()
+    first, second = Ledger(db, clock_us=clock), Ledger(db, clock_us=clock)
+    await first.open_system_accounts()
+    await first.open_account(T, AccountType.TENANT)
+    await first.deposit("fund", T, 1_000)
+    for i in range(30):
+        await first.lock(f"l{i}", T, 10, timeout_seconds=10 + i % 3)
+    await first.consume("c0", "l0", 5)
+    assert await first.expire_due() == 0  # nothing is due yet
+    clock.now_us += 11 * 1_000_000
+    # Two "workers" sweep at once: every due lock expires exactly once.
+    # Due: timeout 10 s (l3, l6 ... l27; l0 was consumed) and 11 s (l1, l4 ... l28).
+    assert await asyncio.gather(first.expire_due(), second.expire_due()) == [19, 19]
+    clock.now_us += 10 * 1_000_000
+    assert await first.expire_due() == 10
+    assert await first.expire_due() == 0
+    history = await first.history(T, limit=1000)
+    expiries = [t.pending_id for t in history if t.kind == TransferKind.EXPIRE]
+    assert len(expiries) == len(set(expiries)) == 29
+    balance = await first.balance(T)
+    assert (balance.available_micro, balance.locked_micro) == (995, 0)
+    with pytest.raises(LockClosed):
+        await first.consume("late", "l1", 1)
+
+
+async def test_sweeper_task_runs_and_stops(ledger: Ledger) -> None:
+    await ledger.lock("l", T, 10, timeout_seconds=1)
+    ledger.clock_us.now_us += 2_000_000  # type: ignore[attr-defined]
+    task = asyncio.create_task(ledger.run_sweeper(0.01))
+    for _ in range(200):
+        if (await ledger.balance(T)).locked_micro == 0:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert (await ledger.balance(T)).locked_micro == 0
