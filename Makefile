@@ -33,7 +33,7 @@ lint: $(STAMP)
 
 # Re-resolve the lock file (needs uv: `pip install uv`).
 lock:
-	uv pip compile pyproject.toml requirements-build.in --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml requirements-build.in --extra dev --extra sdk --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .apicredits .pytest_cache .mypy_cache .ruff_cache
