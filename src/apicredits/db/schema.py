@@ -135,3 +135,69 @@ tariff_versions = Table(
     Column("document", Text, nullable=False),  # canonical JSON of the rate card
     Column("created_at_us", BigInteger, nullable=False),
 )
+
+# -- metering (the gateway)
+
+# One row per provider call: what the provider reported, what it cost, under which tariff
+# version. Written in the same transaction as the charge; these are what oracles settle.
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),  # the request id
+    Column("tenant_id", String(64), nullable=False),
+    Column("project_id", String(64), nullable=True),
+    Column("credential_id", String(64), nullable=False),
+    Column("job_id", String(160), nullable=True),
+    Column("lock_id", String(160), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("route", String(32), nullable=False),
+    Column("units", Text, nullable=False),  # JSON {unit: count}
+    Column("tariff_version", Integer, nullable=False),
+    Column("cost_micro", BigInteger, nullable=False),
+    Column("uncollected_micro", BigInteger, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),  # ok | partial | failed
+    Column("request_hash", String(64), nullable=False),
+    Column("started_at_us", BigInteger, nullable=False),
+    Column("ttft_us", BigInteger, nullable=True),
+    Column("duration_us", BigInteger, nullable=False),
+    Index("ix_usage_tenant", "tenant_id", "seq"),
+    Index("ix_usage_job", "job_id"),
+)
+
+# A job: one ledger lock shared by several calls (POST /v1/jobs/lock ... /settle).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("project_id", String(64), nullable=True),
+    Column("credential_id", String(64), nullable=False),
+    Column("lock_id", String(160), nullable=False, unique=True),
+    Column("locked_micro", BigInteger, nullable=False),
+    Column("reserved_micro", BigInteger, nullable=False, server_default="0"),  # calls in flight
+    Column("used_micro", BigInteger, nullable=False, server_default="0"),
+    Column("calls", Integer, nullable=False, server_default="0"),
+    Column("state", String(16), nullable=False),  # open | settled
+    Column("quote_id", String(64), nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False, index=True),
+)
+
+# Idempotency-Key records of provider calls (Stripe-style): a retry of a completed call
+# replays its stored response instead of charging again.
+idempotent_requests = Table(
+    "idempotent_requests",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # in_progress | completed | failed
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("cost_micro", BigInteger, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+)

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from apicredits.db.engine import Database
-from apicredits.errors import ApicreditsError
 from apicredits.ledger.model import Command
 from apicredits.ledger.rules import Result
 from apicredits.ledger.store import apply_commands
 
 log = logging.getLogger(__name__)
+
+Outcome = tuple[Result, dict[str, int]]
 
 
 class Batcher:
@@ -30,11 +31,12 @@ class Batcher:
         self._db = db
         self._clock_us = clock_us
         self._max_batch = max_batch
-        self._queue: list[tuple[Command, asyncio.Future[Result]]] = []
+        self._queue: list[tuple[Command, asyncio.Future[Outcome]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    async def submit(self, command: Command) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+    async def submit(self, command: Command) -> Outcome:
+        """The command's result and the available credits of the accounts it touched."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append((command, future))
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
@@ -42,7 +44,7 @@ class Batcher:
         return await asyncio.shield(future)
 
     async def submit_many(self, commands: list[Command]) -> list[Result]:
-        return list(await asyncio.gather(*(self.submit(c) for c in commands)))
+        return [r for r, _ in await asyncio.gather(*(self.submit(c) for c in commands))]
 
     async def _drain(self) -> None:
         try:
@@ -50,33 +52,34 @@ class Batcher:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 commands = [c for c, _ in batch]
+                outcomes: list[Outcome | BaseException]
                 try:
-                    results = await self._write(commands)
+                    results, available = await self._write(commands)
+                    outcomes = [(r, available) for r in results]
                 except (IntegrityError, OperationalError):
                     log.info("batch of %d failed as a whole; retrying one by one", len(batch))
-                    results = []
+                    outcomes = []
                     for command in commands:
                         try:
-                            results.extend(await self._write([command]))
-                        except Exception as exc:
-                            results.append(exc)  # type: ignore[arg-type]
+                            (result,), available = await self._write([command])
+                            outcomes.append((result, available))
+                        except Exception as exc:  # handed to its caller
+                            outcomes.append(exc)
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(batch, results, strict=True):
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if not future.done():
-                        if isinstance(result, BaseException) and not isinstance(
-                            result, ApicreditsError
-                        ):
-                            future.set_exception(result)
+                        if isinstance(outcome, BaseException):
+                            future.set_exception(outcome)
                         else:
-                            future.set_result(result)
+                            future.set_result(outcome)
         finally:
             self._drainer = None
 
-    async def _write(self, commands: list[Command]) -> list[Result]:
+    async def _write(self, commands: list[Command]) -> tuple[list[Result], dict[str, int]]:
         now_us = self._clock_us()
         work = functools.partial(apply_commands, commands=commands, now_us=now_us)
         return await self._db.write(work)

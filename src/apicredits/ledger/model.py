@@ -8,7 +8,9 @@ is immutable once written and identified by a client-chosen id.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class AccountType(enum.StrEnum):
@@ -130,6 +132,9 @@ class Consume:
     id: str
     lock_id: str
     amount: int
+    # Rows written in the same transaction if (and only if) this consume is applied, e.g.
+    # the usage record that explains the charge: (table name, row).
+    attach: tuple[tuple[str, Mapping[str, Any]], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from apicredits.errors import (
     ApicreditsError,
@@ -47,6 +49,7 @@ class BatchOutcome:
     new_transfers: list[Transfer] = field(default_factory=list)
     accounts: dict[str, Account] = field(default_factory=dict)  # changed accounts only
     budget_usage: dict[tuple[str, str], int] = field(default_factory=dict)  # (id, key) -> used
+    attachments: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
 
 
 def period_key(period: str, now_us: int) -> str:
@@ -181,7 +184,10 @@ class _Batch:
             case Lock():
                 return self.lock(command)
             case Consume() | Refund() | Expire():
-                return self.close(command)
+                transfer = self.close(command)
+                if isinstance(command, Consume):
+                    self.out.attachments.extend(command.attach)
+                return transfer
 
     def post(
         self, kind: TransferKind, tid: str, debit_id: str, credit_id: str, amount: int, memo: str

@@ -97,10 +97,15 @@ class Ledger:
     # -- transfers
     async def execute(self, command: Command) -> Transfer:
         """Apply one command; raises its ``ApicreditsError`` if it is refused."""
-        result = await self._batcher.submit(command)
+        return (await self.execute_with_balances(command))[0]
+
+    async def execute_with_balances(self, command: Command) -> tuple[Transfer, dict[str, int]]:
+        """Like ``execute``, plus the available credits of the accounts it touched, read in
+        the same transaction (what a response's "remaining" header shows)."""
+        result, available = await self._batcher.submit(command)
         if isinstance(result, ApicreditsError):
             raise result
-        return result
+        return result, available
 
     async def execute_many(self, commands: list[Command]) -> list[Result]:
         return await self._batcher.submit_many(commands)

@@ -35,7 +35,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnClause
 
-from apicredits.db.schema import accounts, budget_usage, budgets, open_locks, transfers
+from apicredits.db.schema import (
+    accounts,
+    budget_usage,
+    budgets,
+    metadata,
+    open_locks,
+    transfers,
+)
 from apicredits.ledger.model import (
     Account,
     AccountType,
@@ -63,14 +70,21 @@ def _in(conn: Connection, column: ColumnClause[str], values: set[str]) -> Column
     return column.in_(values)
 
 
-def apply_commands(conn: Connection, commands: list[Command], now_us: int) -> list[Result]:
+def apply_commands(
+    conn: Connection, commands: list[Command], now_us: int
+) -> tuple[list[Result], dict[str, int]]:
+    """Apply a batch; returns each command's result and every touched account's available
+    credits after the batch."""
     view = load_view(conn, commands, now_us)
     outcome = apply_batch(view, commands, now_us)
     seqs = write_outcome(conn, outcome)
-    return [
+    results = [
         dataclasses.replace(r, seq=seqs[r.id]) if isinstance(r, Transfer) and r.seq is None else r
         for r in outcome.results
     ]
+    available = {a.id: a.available for a in view.accounts.values()}
+    available.update({a.id: a.available for a in outcome.accounts.values()})
+    return results, available
 
 
 def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerView:
@@ -201,6 +215,11 @@ def write_outcome(conn: Connection, outcome: BatchOutcome) -> dict[str, int]:
             stmt,
             [{"_b": b, "_p": p, "_u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
         )
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for table_name, attached in outcome.attachments:
+        by_table.setdefault(table_name, []).append(dict(attached))
+    for table_name, table_rows in by_table.items():
+        _bulk_insert(conn, metadata.tables[table_name], table_rows)
     return seqs
 
 
