@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,6 +16,26 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG_FILE = "apicredits.toml"
+
+
+class ProviderSettings(BaseModel):
+    """An upstream provider: ``[providers.NAME]`` in the TOML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    dialects: list[str] = Field(default_factory=lambda: ["openai"])
+    api_key_env: str | None = Field(None, description="env var holding the upstream API key")
+    models: list[str] = Field(default_factory=list, description="models it serves (exact)")
+
+
+class ModelRoute(BaseModel):
+    """``[models."NAME"]``: route a model name to a provider (and its upstream name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    upstream_model: str | None = None
 
 
 class Settings(BaseSettings):
@@ -37,6 +57,13 @@ class Settings(BaseSettings):
     quote_ttl_seconds: int = Field(600, ge=1, le=86400)
     sweep_interval_seconds: float = Field(5.0, gt=0)
     db_pool_size: int = Field(10, ge=1)
+    sim_url: str = Field("http://127.0.0.1:9100", description="the provider simulator (sim-*)")
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    models: dict[str, ModelRoute] = Field(default_factory=dict)
+    default_max_output_tokens: int = Field(4096, ge=1)
+    max_output_tokens_limit: int = Field(1_000_000, ge=1)
+    upstream_timeout_seconds: float = Field(120.0, gt=0)
+    auth_cache_seconds: float = Field(5.0, ge=0, description="how long a key lookup is cached")
 
     @classmethod
     def settings_customise_sources(

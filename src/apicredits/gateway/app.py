@@ -1,46 +1,42 @@
-"""The ASGI application: control plane (FastAPI, OpenAPI at ``/docs``) and, on the same
-port, the data plane as it lands."""
+"""The ASGI application: the data plane (Starlette) and, on the same port, the control
+plane (FastAPI under ``/admin/v1``, OpenAPI docs at ``/docs``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from apicredits import __version__
+from apicredits.errors import ApicreditsError
+from apicredits.gateway import dataplane
 from apicredits.gateway.admin import router as admin_router
 from apicredits.gateway.body_limit import BodySizeLimit
-from apicredits.gateway.errors import install_error_handlers
+from apicredits.gateway.errors import domain_error_response, error_response, install_error_handlers
+from apicredits.gateway.metrics import Metrics
+from apicredits.gateway.proxy import Proxy
+from apicredits.gateway.routing import Router
 from apicredits.runtime import Runtime
 from apicredits.settings import Settings
 
+log = logging.getLogger("apicredits.gateway")
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> ASGIApp:
-    """Build the app; it opens its ``Runtime`` (unless given one) and runs the lock sweeper."""
-    settings = settings or (runtime.settings if runtime else Settings())
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or await Runtime.open(settings)
-        app.state.runtime = rt
-        sweeper = asyncio.create_task(rt.ledger.run_sweeper(settings.sweep_interval_seconds))
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            if runtime is None:
-                await rt.close()
-
+def control_plane() -> FastAPI:
     app = FastAPI(
         title="apicredits",
         version=__version__,
         summary="Tokenised API credits: quote, lock, meter and settle every call.",
-        lifespan=lifespan,
+        description="Control plane. The data plane (provider-compatible routes, jobs) is "
+        "documented in the README; its errors use the calling SDK's format.",
     )
     install_error_handlers(app)
     app.include_router(admin_router)
@@ -49,4 +45,57 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    return app
+
+
+async def _every(interval: float, step: Callable[[], Awaitable[int]], what: str) -> None:
+    while True:
+        try:
+            while await step() > 0:
+                pass
+        except Exception:
+            log.exception("%s pass failed; will retry", what)
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> ASGIApp:
+    """Build the app; it opens its ``Runtime`` (unless given one) and runs the sweepers."""
+    settings = settings or (runtime.settings if runtime else Settings())
+    admin = control_plane()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt = runtime or await Runtime.open(settings)
+        proxy = Proxy(rt, Router(settings), Metrics())
+        await proxy.start()
+        for state in (app.state, admin.state):
+            state.runtime = rt
+            state.proxy = proxy
+        interval = settings.sweep_interval_seconds
+        sweepers = [
+            asyncio.create_task(_every(interval, rt.ledger.expire_due, "lock sweeper")),
+            asyncio.create_task(_every(interval, proxy.jobs.settle_due, "job sweeper")),
+        ]
+        try:
+            yield
+        finally:
+            for task in sweepers:
+                task.cancel()
+            await asyncio.gather(*sweepers, return_exceptions=True)
+            await proxy.stop()
+            if runtime is None:
+                await rt.close()
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(404, "not_found", f"no route {request.url.path}")
+
+    async def domain(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApicreditsError)
+        return domain_error_response(exc)
+
+    app = Starlette(
+        routes=[*dataplane.routes(), Mount("/", app=admin)],
+        lifespan=lifespan,
+        exception_handlers={404: not_found, ApicreditsError: domain},
+    )
     return BodySizeLimit(app, settings.max_body_bytes)

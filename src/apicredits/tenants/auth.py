@@ -7,6 +7,7 @@ Today a consumer credential is an API key; capability tokens will be another
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Mapping
 
 from apicredits.errors import Unauthorized
@@ -29,17 +30,29 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 
 class ApiKeyAuthenticator(Authenticator):
-    def __init__(self, directory: Directory) -> None:
+    """API keys, with successful look-ups cached for ``cache_seconds`` (so a revocation
+    reaches every worker within that time; unknown keys are never cached)."""
+
+    def __init__(self, directory: Directory, *, cache_seconds: float = 5.0) -> None:
         self.directory = directory
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal]] = {}
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         key = presented_key(headers)
         if key is None:
             raise Unauthorized("no credential presented")
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         cred = await self.directory.credential_for_key(key)
         if cred is None or cred.revoked:
+            self._cache.pop(key, None)
             raise Unauthorized("unknown or revoked credential")
-        return Principal(
+        if len(self._cache) > 100_000:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        principal = Principal(
             cred.tenant_id,
             cred.project_id,
             cred.id,
@@ -47,3 +60,6 @@ class ApiKeyAuthenticator(Authenticator):
             cred.tokens_per_minute,
             cred.max_concurrent,
         )
+        if self.cache_seconds > 0:
+            self._cache[key] = (now + self.cache_seconds, principal)
+        return principal

@@ -1,0 +1,251 @@
+"""The data plane (Starlette, kept lean): provider-compatible routes and the seed job API.
+
+POST /v1/chat/completions, /v1/embeddings, /v1/responses         OpenAI
+POST /v1/messages                                                Anthropic
+POST /v1beta/models/{model}:generateContent | :streamGenerateContent   Gemini
+POST /v1/jobs/quote, /v1/jobs/lock, /v1/execute, /v1/jobs/{id}/settle; GET /v1/jobs/{id}
+GET  /v1/usage/{request_id}, /v1/models, /metrics
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as HttpRoute
+
+from apicredits.errors import ApicreditsError, InvalidInput, NotFound
+from apicredits.gateway.errors import domain_error_response
+from apicredits.gateway.proxy import Proxy
+from apicredits.metering import UsageStore
+from apicredits.money import require_micro
+from apicredits.providers.base import Route
+from apicredits.tariffs import PlannedCall, build_quote, verify_quote
+from apicredits.tariffs.units import parse_unit
+from apicredits.tenants import Principal
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def proxy_of(request: Request) -> Proxy:
+    proxy: Proxy = request.app.state.proxy
+    return proxy
+
+
+def counted(name: str, handler: Handler) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        response = await handler(request)
+        proxy_of(request).metrics.requests.labels(name, str(response.status_code)).inc()
+        return response
+
+    return endpoint
+
+
+def provider_route(route: Route) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        return await proxy_of(request).handle(request, route)
+
+    return counted(str(route), endpoint)
+
+
+async def gemini(request: Request) -> Response:
+    model, _, action = request.path_params["model_action"].partition(":")
+    route = {
+        "generateContent": Route.GEMINI_GENERATE,
+        "streamGenerateContent": Route.GEMINI_STREAM,
+    }.get(action)
+    proxy = proxy_of(request)
+    if route is None or not model:
+        error = NotFound(f"unknown Gemini method {action!r}")
+        return proxy.error(Route.GEMINI_GENERATE, error)
+    response = await proxy.handle(request, route, model=model)
+    proxy.metrics.requests.labels(str(route), str(response.status_code)).inc()
+    return response
+
+
+# -- the seed API: quote, lock, execute, settle ----------------------------------------------
+
+
+def json_api(name: str) -> Callable[[Callable[[Request, Principal], Awaitable[Any]]], Handler]:
+    """Authenticated JSON endpoint; errors in the gateway's own ``{"error": ...}`` shape."""
+
+    def wrap(handler: Callable[[Request, Principal], Awaitable[Any]]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                principal = await proxy_of(request).authenticate(request.headers)
+                result = await handler(request, principal)
+                response: Response = (
+                    result if isinstance(result, Response) else JSONResponse(result)
+                )
+            except ApicreditsError as exc:
+                response = domain_error_response(exc)
+            proxy_of(request).metrics.requests.labels(name, str(response.status_code)).inc()
+            return response
+
+        return endpoint
+
+    return wrap
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0]
+    if content_type.strip().lower() not in ("application/json", ""):
+        raise InvalidInput("expected application/json")
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+def _planned_calls(body: dict[str, Any]) -> list[PlannedCall]:
+    calls = body.get("calls")
+    if not isinstance(calls, list) or not calls:
+        raise InvalidInput("calls must be a non-empty array", field="calls")
+    planned = []
+    for i, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise InvalidInput(f"calls[{i}] must be an object", field=f"calls[{i}]")
+        units = call.get("units", {})
+        if not isinstance(units, dict):
+            raise InvalidInput(f"calls[{i}].units must be an object")
+        model: Any = call.get("model")
+        input_tokens: Any = call.get("input_tokens")
+        max_output: Any = call.get("max_output_tokens")
+        priced = {parse_unit(u, where=f"calls[{i}].units"): n for u, n in units.items()}
+        planned.append(PlannedCall(model, input_tokens, max_output, priced))
+    return planned
+
+
+@json_api("jobs.quote")
+async def quote(request: Request, principal: Principal) -> Any:
+    rt = proxy_of(request).rt
+    body = await json_object(request)
+    book = await rt.tariffs.book()
+    q = build_quote(
+        book,
+        _planned_calls(body),
+        now=int(time.time()),
+        ttl_seconds=rt.settings.quote_ttl_seconds,
+        tenant_id=principal.tenant_id,
+    )
+    return rt.quote_signer.sign(q).to_document()
+
+
+@json_api("jobs.lock")
+async def lock(request: Request, principal: Principal) -> Any:
+    proxy = proxy_of(request)
+    rt = proxy.rt
+    body = await json_object(request)
+    quote_id = None
+    if ("quote" in body) == ("amount_micro" in body):
+        raise InvalidInput("give either a signed quote or amount_micro")
+    if "quote" in body:
+        signer = rt.quote_signer
+        q = verify_quote(body["quote"], {signer.key_id: signer.public_key}, now=int(time.time()))
+        if q.tenant_id not in (None, principal.tenant_id):
+            raise InvalidInput("this quote was issued to another tenant", field="quote")
+        amount, quote_id = q.total_micro, q.quote_id
+    else:
+        amount = require_micro(body["amount_micro"])
+    ttl = body.get("ttl_seconds", rt.settings.lock_timeout_seconds)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 7 * 86400:
+        raise InvalidInput("ttl_seconds must be an integer from 1 to 604800", field="ttl_seconds")
+    job_id = body.get("job_id")
+    if job_id is not None and (not isinstance(job_id, str) or not 0 < len(job_id) <= 64):
+        raise InvalidInput("job_id must be a string of 1 to 64 characters", field="job_id")
+    job = await proxy.jobs.create(principal, job_id, amount, ttl, quote_id)
+    return JSONResponse(job.document(), status_code=201)
+
+
+@json_api("execute")
+async def execute(request: Request, principal: Principal) -> Any:
+    proxy = proxy_of(request)
+    body = await json_object(request)
+    job_id = body.get("job_id")
+    if not isinstance(job_id, str):
+        raise InvalidInput("job_id is required", field="job_id")
+    try:
+        route = Route(body.get("route", "openai.chat"))
+    except ValueError:
+        raise InvalidInput(f"unknown route {body.get('route')!r}", field="route") from None
+    call_body = body.get("request")
+    if not isinstance(call_body, dict):
+        raise InvalidInput("request must be the provider request object", field="request")
+    model = body.get("model") if route.dialect == "gemini" else None
+    job = await proxy.jobs.get(job_id, principal.tenant_id)
+    raw = json.dumps(call_body, sort_keys=True).encode()
+    key = request.headers.get("idempotency-key")
+    admitted = await proxy.admit(route, call_body, raw, principal, model, key, job=job)
+    if isinstance(admitted, Response):
+        return admitted
+    return await proxy.run(request, admitted, call_body)
+
+
+@json_api("jobs.settle")
+async def settle(request: Request, principal: Principal) -> Any:
+    job = await proxy_of(request).jobs.settle(request.path_params["job_id"], principal.tenant_id)
+    return {**job.document(), "refunded_micro": job.locked_micro - job.used_micro}
+
+
+@json_api("jobs.get")
+async def get_job(request: Request, principal: Principal) -> Any:
+    proxy = proxy_of(request)
+    job = await proxy.jobs.get(request.path_params["job_id"], principal.tenant_id)
+    records = await UsageStore(proxy.rt.db).for_job(job.id)
+    return {**job.document(), "usage": [r.document() for r in records]}
+
+
+@json_api("usage.get")
+async def get_usage(request: Request, principal: Principal) -> Any:
+    store = UsageStore(proxy_of(request).rt.db)
+    record = await store.get(request.path_params["request_id"], tenant_id=principal.tenant_id)
+    return record.document()
+
+
+@json_api("models")
+async def models(request: Request, principal: Principal) -> Any:
+    """The models this gateway can route, in OpenAI's list format."""
+    proxy = proxy_of(request)
+    tariff = (await proxy.rt.tariffs.book()).current(int(time.time()))
+    data = []
+    for name, rate in tariff.rates.items():
+        if proxy.router.routable(name, tariff):
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": tariff.effective_from,
+                    "owned_by": rate.provider,
+                }
+            )
+    return {"object": "list", "data": data}
+
+
+async def metrics(request: Request) -> Response:
+    body = proxy_of(request).metrics.render()
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def routes() -> list[HttpRoute]:
+    return [
+        HttpRoute("/v1/chat/completions", provider_route(Route.OPENAI_CHAT), methods=["POST"]),
+        HttpRoute("/v1/embeddings", provider_route(Route.OPENAI_EMBEDDINGS), methods=["POST"]),
+        HttpRoute("/v1/responses", provider_route(Route.OPENAI_RESPONSES), methods=["POST"]),
+        HttpRoute("/v1/messages", provider_route(Route.ANTHROPIC_MESSAGES), methods=["POST"]),
+        HttpRoute("/v1beta/models/{model_action}", gemini, methods=["POST"]),
+        HttpRoute("/v1/jobs/quote", quote, methods=["POST"]),
+        HttpRoute("/v1/jobs/lock", lock, methods=["POST"]),
+        HttpRoute("/v1/execute", execute, methods=["POST"]),
+        HttpRoute("/v1/jobs/{job_id}/settle", settle, methods=["POST"]),
+        HttpRoute("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        HttpRoute("/v1/usage/{request_id}", get_usage, methods=["GET"]),
+        HttpRoute("/v1/models", models, methods=["GET"]),
+        HttpRoute("/metrics", metrics, methods=["GET"]),
+    ]

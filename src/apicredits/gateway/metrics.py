@@ -1,0 +1,90 @@
+"""Prometheus metrics of one gateway process (served at ``/metrics``).
+
+Each worker keeps its own registry; scrape every worker (or put them behind a
+service-discovery target per process) — the values are per-process, labelled with nothing
+that grows without bound (no tenant or request ids).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+)
+AUTH_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "apicredits_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.auth_verify = Histogram(
+            "apicredits_auth_verify_seconds",
+            "time to authenticate a request",
+            buckets=AUTH_BUCKETS,
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "apicredits_upstream_latency_seconds",
+            "upstream response time (full body or stream)",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "apicredits_time_to_first_token_seconds",
+            "time to the first streamed byte from upstream",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.locked = Counter("apicredits_credits_locked_micro", "micro-credits locked", registry=r)
+        self.consumed = Counter(
+            "apicredits_credits_consumed_micro", "micro-credits consumed", registry=r
+        )
+        self.refunded = Counter(
+            "apicredits_credits_refunded_micro",
+            "micro-credits released back (refunds and consume remainders)",
+            registry=r,
+        )
+        self.uncollected = Counter(
+            "apicredits_credits_uncollected_micro",
+            "usage above its lock that could not be charged",
+            registry=r,
+        )
+        self.open_locks = Gauge(
+            "apicredits_open_locks", "locks held by in-flight calls", registry=r
+        )
+        self.rate_limited = Counter(
+            "apicredits_rate_limit_rejections",
+            "requests refused by a rate limit",
+            ["limit"],
+            registry=r,
+        )
+        self.legacy_key_uses = Counter(
+            "apicredits_static_key_uses", "requests authenticated by a static API key", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

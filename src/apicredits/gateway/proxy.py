@@ -1,0 +1,565 @@
+"""One metered provider call: authenticate, price the worst case, lock, proxy, meter,
+consume what was used (the rest refunded), record the usage — all in the provider's own
+wire format, streams included.
+
+Failure rules: an upstream error, timeout or malformed response refunds the lock and the
+client gets the error in its SDK's shape; a client that leaves mid-stream is charged for
+what the provider produced until then (``partial``); usage priced above the lock (only if
+a provider reports more prompt tokens than our upper-bound estimate) is capped at the lock
+and counted as ``uncollected``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from apicredits.errors import ApicreditsError, InvalidInput, RateLimited
+from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
+from apicredits.gateway.jobs import Job, JobStore
+from apicredits.gateway.metrics import Metrics
+from apicredits.gateway.routing import Router, Target
+from apicredits.ledger import AccountType, Consume, Lock, provider_account
+from apicredits.limits import Lease, RateLimits
+from apicredits.metering import UsageRecord
+from apicredits.providers.base import CallPlan, MalformedUpstream, Route, Usage, parse_json
+from apicredits.providers.dialects import (
+    error_body,
+    plan_call,
+    upstream_body,
+    upstream_error_code,
+    usage_from_response,
+)
+from apicredits.providers.stream_meter import StreamMeter
+from apicredits.runtime import Runtime
+from apicredits.tariffs import Rate, Unit, cost_micro, worst_case_micro
+from apicredits.tenants import Principal
+
+log = logging.getLogger("apicredits.gateway")
+
+TOKEN_UNITS = (
+    Unit.INPUT_TOKENS,
+    Unit.CACHED_INPUT_TOKENS,
+    Unit.CACHE_WRITE_TOKENS,
+    Unit.OUTPUT_TOKENS,
+    Unit.REASONING_TOKENS,
+)
+_FORWARDED = ("anthropic-version", "anthropic-beta", "openai-beta")
+
+
+class UpstreamFailed(ApicreditsError):
+    status = 502
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        code: str,
+        status: int,
+        message: str,
+        body: bytes | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]
+        self.status = status  # type: ignore[misc]
+        self.body = body
+        self.retry_after = retry_after
+
+
+@dataclass
+class Call:
+    """Everything one call carries from admission to settlement."""
+
+    route: Route
+    principal: Principal
+    plan: CallPlan
+    target: Target
+    rate: Rate
+    tariff_version: int
+    worst_micro: int
+    request_id: str
+    request_hash: str
+    lock_id: str
+    lease: Lease
+    started_us: int
+    idempotency_key: str | None
+    job: Job | None = None
+    ttft_us: int | None = None
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Proxy:
+    def __init__(self, runtime: Runtime, router: Router, metrics: Metrics) -> None:
+        self.rt = runtime
+        self.router = router
+        self.metrics = metrics
+        self.idempotency = IdempotencyStore(
+            runtime.db, stale_after_us=runtime.settings.lock_timeout_seconds * 1_000_000
+        )
+        self.jobs = JobStore(runtime.db, runtime.ledger)
+        self.http: aiohttp.ClientSession | None = None
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=30, ttl_dns_cache=300)
+        self.http = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+        for name in self.router.provider_names():
+            await self.rt.ledger.open_account(provider_account(name), AccountType.PROVIDER)
+
+    async def stop(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
+
+    # -- admission -----------------------------------------------------------------------
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        started = time.perf_counter()
+        try:
+            return await self.rt.authenticator.authenticate(headers)
+        finally:
+            self.metrics.auth_verify.observe(time.perf_counter() - started)
+
+    async def handle(self, request: Request, route: Route, model: str | None = None) -> Response:
+        """A provider-compatible route: an implicit one-call job."""
+        try:
+            raw = await request.body()
+            body = _json_body(request, raw)
+            principal = await self.authenticate(request.headers)
+            key = request.headers.get("idempotency-key") or request.headers.get(
+                "apicredits-request-id"
+            )
+            admitted = await self.admit(route, body, raw, principal, model, key, job=None)
+            if isinstance(admitted, Response):
+                return admitted
+            call = admitted
+        except ApicreditsError as exc:
+            return self.error(route, exc)
+        return await self.run(request, call, body)
+
+    async def admit(
+        self,
+        route: Route,
+        body: object,
+        raw: bytes,
+        principal: Principal,
+        model: str | None,
+        idempotency_key: str | None,
+        *,
+        job: Job | None,
+    ) -> Call | Response:
+        """Validate, price, take the idempotency slot and the rate-limit lease (no lock yet)."""
+        settings = self.rt.settings
+        plan = plan_call(
+            route,
+            body,
+            model_from_path=model,
+            default_max_output_tokens=settings.default_max_output_tokens,
+            max_output_tokens_limit=settings.max_output_tokens_limit,
+        )
+        tariff = (await self.rt.tariffs.book()).current(int(time.time()))
+        target = self.router.resolve(plan.model, route.dialect, tariff)
+        rate = tariff.rate(target.model)
+        worst = worst_case_micro(rate, plan.input_tokens_estimate, plan.max_output_tokens)
+        request_hash = hashlib.sha256(f"{route}\0{model}\0".encode() + raw).hexdigest()
+        request_id = f"req_{uuid.uuid4().hex}"
+        attempt = 1
+        if idempotency_key is not None:
+            if len(idempotency_key) > 255:
+                raise InvalidInput("Idempotency-Key is longer than 255 characters")
+            begun = await self.idempotency.begin(
+                principal.tenant_id, idempotency_key, request_hash, request_id, now_us()
+            )
+            if isinstance(begun, Replay):
+                return self.replay(route, begun)
+            assert isinstance(begun, Attempt)
+            request_id, attempt = begun.request_id, begun.number
+        limits = RateLimits(
+            principal.requests_per_minute, principal.tokens_per_minute, principal.max_concurrent
+        )
+        try:
+            lease = await self.rt.limiter.acquire(
+                principal.credential_id, limits, plan.input_tokens_estimate + plan.max_output_tokens
+            )
+        except ApicreditsError as exc:
+            if isinstance(exc, RateLimited):
+                self.metrics.rate_limited.labels(exc.details["limit"]).inc()
+            if idempotency_key is not None:
+                await self.idempotency.fail(principal.tenant_id, idempotency_key)
+            raise
+        suffix = f":{attempt}" if attempt > 1 else ""
+        return Call(
+            route,
+            principal,
+            plan,
+            target,
+            rate,
+            tariff.version,
+            worst,
+            request_id,
+            request_hash,
+            job.lock_id if job else f"call:{principal.tenant_id}:{request_id}{suffix}",
+            lease,
+            now_us(),
+            idempotency_key,
+            job,
+        )
+
+    # -- the call --------------------------------------------------------------------------
+    async def run(self, request: Request, call: Call, body: object) -> Response:
+        """Lock the worst case, call upstream, settle. Always closes the lock."""
+        locked = False
+        try:
+            available = await self._hold(call)
+            locked = True
+            assert isinstance(body, dict)  # plan_call checked it
+            payload = upstream_body(
+                call.route, body, call.plan, upstream_model=call.target.upstream_model
+            )
+            response = await self._send(request, call, payload)
+            if call.plan.stream:
+                return await self._stream(call, response, available)
+            return await self._complete(call, response)
+        except ApicreditsError as exc:
+            if locked:
+                await self._abort(call)
+            else:
+                await self._release(call, None)
+            if call.idempotency_key is not None:
+                await self.idempotency.fail(call.principal.tenant_id, call.idempotency_key)
+            return self.error(call.route, exc)
+
+    async def _hold(self, call: Call) -> int:
+        """Hold the call's worst case: its own lock, or a reservation inside its job.
+        Returns what remains available to the caller afterwards."""
+        if call.job is not None:
+            await self.jobs.reserve(call.job, call.worst_micro)
+            return call.job.remaining_micro - call.worst_micro
+        lock = Lock(
+            call.lock_id,
+            call.principal.account_id,
+            provider_account(call.target.upstream.name),
+            call.worst_micro,
+            self.rt.settings.lock_timeout_seconds,
+            call.principal.budget_scopes,
+            memo=call.request_id,
+        )
+        _, balances = await self.rt.ledger.execute_with_balances(lock)
+        self.metrics.locked.inc(call.worst_micro)
+        self.metrics.open_locks.inc()
+        return balances[call.principal.account_id]
+
+    async def _send(self, request: Request, call: Call, payload: bytes) -> aiohttp.ClientResponse:
+        assert self.http is not None
+        upstream = call.target.upstream
+        headers = {"content-type": "application/json", **upstream.auth_headers(call.route.dialect)}
+        for name in _FORWARDED:
+            if name in request.headers and name not in headers:
+                headers[name] = request.headers[name]
+        if upstream.is_simulator:  # failure modes and usage modifiers of the simulator
+            headers.update({k: v for k, v in request.headers.items() if k.startswith("x-sim-")})
+        url = _upstream_url(upstream.base_url, call.route, call.target.upstream_model)
+        timeout = aiohttp.ClientTimeout(
+            total=None if call.plan.stream else self._timeout(), sock_read=self._timeout()
+        )
+        started = time.perf_counter()
+        try:
+            response = await self.http.post(url, data=payload, headers=headers, timeout=timeout)
+        except TimeoutError:
+            raise UpstreamFailed("upstream_timeout", 504, f"{upstream.name} timed out") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(
+                "upstream_error", 502, f"{upstream.name} unreachable: {type(exc).__name__}"
+            ) from None
+        if response.status != 200:
+            try:
+                error = await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                error = b""
+            finally:
+                response.release()
+            self.metrics.upstream_latency.labels(upstream.name).observe(
+                time.perf_counter() - started
+            )
+            raise _upstream_error(upstream.name, response, error)
+        return response
+
+    def _timeout(self) -> float:
+        return self.rt.settings.upstream_timeout_seconds
+
+    async def _complete(self, call: Call, response: aiohttp.ClientResponse) -> Response:
+        started = time.perf_counter()
+        try:
+            payload = await response.read()
+        except TimeoutError:
+            raise UpstreamFailed("upstream_timeout", 504, "upstream timed out") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(
+                "upstream_error", 502, f"upstream read failed: {type(exc).__name__}"
+            ) from None
+        finally:
+            response.release()
+        self.metrics.upstream_latency.labels(call.target.upstream.name).observe(
+            time.perf_counter() - started
+        )
+        usage = usage_from_response(call.route, payload)
+        cost, remaining = await self._charge(call, usage, "ok")
+        headers = self._charge_headers(call, cost, remaining)
+        if call.idempotency_key is not None:
+            await self.idempotency.complete(
+                call.principal.tenant_id, call.idempotency_key, 200, payload, cost
+            )
+        media = response.headers.get("content-type", "application/json")
+        return Response(payload, 200, headers=headers, media_type=media)
+
+    async def _stream(
+        self, call: Call, response: aiohttp.ClientResponse, available: int
+    ) -> Response:
+        meter = StreamMeter(
+            call.route, call.plan, strip_usage_chunk=not call.plan.client_wants_usage_chunk
+        )
+        started = time.perf_counter()
+
+        async def relay() -> AsyncIterator[bytes]:
+            ending = "client_left"
+            try:
+                async for chunk in response.content.iter_any():
+                    if call.ttft_us is None:
+                        call.ttft_us = now_us() - call.started_us
+                        self.metrics.ttft.labels(call.target.upstream.name).observe(
+                            time.perf_counter() - started
+                        )
+                    out = meter.feed(chunk)
+                    if out:
+                        yield out
+                tail = meter.flush()
+                if tail:
+                    yield tail
+                ending = "done" if meter.complete else "cut"
+            except (aiohttp.ClientError, TimeoutError):
+                ending = "cut"
+            finally:
+                response.close()  # stops the provider generating for a client that left
+                self.metrics.upstream_latency.labels(call.target.upstream.name).observe(
+                    time.perf_counter() - started
+                )
+                # Settle in a task of its own: this generator may be under cancellation.
+                task = asyncio.create_task(self._settle_stream(call, meter, ending))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+            if ending == "cut":
+                yield _stream_error(
+                    call.route,
+                    "upstream_error",
+                    "the upstream stream ended early; the call was not charged",
+                )
+
+        headers = self._charge_headers(call, None, available)
+        media = response.headers.get("content-type", "text/event-stream")
+        return StreamingResponse(relay(), 200, headers=headers, media_type=media)
+
+    async def _settle_stream(self, call: Call, meter: StreamMeter, ending: str) -> None:
+        try:
+            if ending == "done":
+                cost, _ = await self._charge(call, meter.usage(), "ok")
+            elif ending == "client_left":
+                cost, _ = await self._charge(call, meter.partial_usage(), "partial")
+            else:
+                await self._abort(call)
+                cost = 0
+            if call.idempotency_key is not None:
+                if ending == "cut":
+                    await self.idempotency.fail(call.principal.tenant_id, call.idempotency_key)
+                else:
+                    await self.idempotency.complete(
+                        call.principal.tenant_id, call.idempotency_key, 200, None, cost
+                    )
+        except MalformedUpstream:
+            await self._abort(call)
+        except Exception:
+            log.exception("settling stream %s failed; its lock will expire", call.request_id)
+
+    # -- settlement ------------------------------------------------------------------------
+    async def _charge(self, call: Call, usage: Usage, status: str) -> tuple[int, int]:
+        """Charge what the call used (at most its hold); returns (charge, remaining)."""
+        cost = cost_micro(call.rate, usage)
+        charge = min(cost, call.worst_micro)
+        record = UsageRecord(
+            call.request_id,
+            call.principal.tenant_id,
+            call.principal.project_id,
+            call.principal.credential_id,
+            call.job.id if call.job else None,
+            call.lock_id,
+            call.target.upstream.name,
+            call.target.model,
+            str(call.route),
+            dict(usage),
+            call.tariff_version,
+            charge,
+            cost - charge,
+            status,
+            call.request_hash,
+            call.started_us,
+            call.ttft_us,
+            now_us() - call.started_us,
+        )
+        if call.job is not None:
+            job = await self.jobs.record(call.job.id, call.worst_micro, record)
+            await self._release(call, usage)
+            return charge, job.remaining_micro
+        command = Consume(
+            f"{call.lock_id}:consume",
+            call.lock_id,
+            charge,
+            attach=(("usage_records", record.row()),),
+        )
+        _, balances = await self.rt.ledger.execute_with_balances(command)
+        self.metrics.consumed.inc(charge)
+        self.metrics.refunded.inc(call.worst_micro - charge)
+        if cost > charge:
+            self.metrics.uncollected.inc(cost - charge)
+            log.warning("call %s used %d micro above its lock", call.request_id, cost - charge)
+        self.metrics.open_locks.dec()
+        await self._release(call, usage)
+        return charge, balances[call.principal.account_id]
+
+    async def _abort(self, call: Call) -> None:
+        """The call failed: release its hold (refund its lock or its job reservation)."""
+        if call.job is not None:
+            try:
+                await self.jobs.unreserve(call.job.id, call.worst_micro)
+            except Exception:
+                log.exception("releasing the reservation of %s failed", call.request_id)
+            await self._release(call, None)
+            return
+        try:
+            await self.rt.ledger.refund(f"{call.lock_id}:refund", call.lock_id)
+            self.metrics.refunded.inc(call.worst_micro)
+            self.metrics.open_locks.dec()
+        except ApicreditsError:
+            log.exception("refund of %s failed; the lock will expire", call.lock_id)
+        await self._release(call, None)
+
+    async def _release(self, call: Call, usage: Usage | None) -> None:
+        try:
+            await self.rt.limiter.release(call.lease)
+            estimated = call.plan.input_tokens_estimate + call.plan.max_output_tokens
+            used = sum(usage.get(u, 0) for u in TOKEN_UNITS) if usage is not None else 0
+            limits = RateLimits(
+                call.principal.requests_per_minute, call.principal.tokens_per_minute
+            )
+            await self.rt.limiter.adjust_tokens(
+                call.principal.credential_id, limits, used - estimated
+            )
+        except ApicreditsError:
+            log.warning("rate-limit lease of %s not released; it will expire", call.request_id)
+
+    # -- responses -------------------------------------------------------------------------
+    def _charge_headers(self, call: Call, cost: int | None, remaining: int) -> dict[str, str]:
+        headers = {
+            "apicredits-request-id": call.request_id,
+            "apicredits-locked-micro": str(call.worst_micro),
+            "apicredits-remaining-micro": str(remaining),
+            "apicredits-tariff-version": str(call.tariff_version),
+        }
+        if cost is not None:
+            headers["apicredits-cost-micro"] = str(cost)
+        return headers
+
+    def replay(self, route: Route, replay: Replay) -> Response:
+        headers = {
+            "apicredits-request-id": replay.request_id,
+            "apicredits-cost-micro": str(replay.cost_micro),
+            "apicredits-idempotent-replay": "true",
+        }
+        if replay.body is None:
+            body = error_body(
+                route,
+                409,
+                "already_completed",
+                "this streamed request already completed; it was not charged again",
+                request_id=replay.request_id,
+                cost_micro=replay.cost_micro,
+            )
+            return Response(body, 409, headers=headers, media_type="application/json")
+        return Response(
+            replay.body, replay.status_code, headers=headers, media_type="application/json"
+        )
+
+    def error(self, route: Route, exc: ApicreditsError) -> Response:
+        if isinstance(exc, UpstreamFailed) and exc.body is not None:
+            # A 4xx from the provider is about the request: pass its own error through.
+            response = Response(exc.body, exc.status, media_type="application/json")
+        else:
+            details = {k: v for k, v in exc.details.items() if k not in ("code", "message")}
+            body = error_body(route, exc.status, exc.code, exc.message, **details)
+            response = Response(body, exc.status, media_type="application/json")
+        retry_after = exc.retry_after if isinstance(exc, UpstreamFailed) else None
+        if isinstance(exc, RateLimited):
+            retry_after = str(max(1, int(exc.retry_after_seconds + 0.999)))
+        if retry_after:
+            response.headers["retry-after"] = retry_after
+        return response
+
+
+def _json_body(request: Request, raw: bytes) -> object:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    if content_type.lower() not in ("application/json", ""):
+        raise InvalidInput(f"expected application/json, got {content_type!r}")
+    try:
+        return parse_json(raw, "request body")
+    except MalformedUpstream:
+        raise InvalidInput("request body is not valid JSON") from None
+
+
+def _upstream_url(base: str, route: Route, model: str) -> str:
+    match route:
+        case Route.OPENAI_CHAT:
+            return f"{base}/v1/chat/completions"
+        case Route.OPENAI_EMBEDDINGS:
+            return f"{base}/v1/embeddings"
+        case Route.OPENAI_RESPONSES:
+            return f"{base}/v1/responses"
+        case Route.ANTHROPIC_MESSAGES:
+            return f"{base}/v1/messages"
+        case Route.GEMINI_GENERATE:
+            return f"{base}/v1beta/models/{model}:generateContent"
+        case Route.GEMINI_STREAM:
+            return f"{base}/v1beta/models/{model}:streamGenerateContent?alt=sse"
+
+
+def _upstream_error(name: str, response: aiohttp.ClientResponse, body: bytes) -> UpstreamFailed:
+    status = response.status
+    retry_after = response.headers.get("retry-after")
+    if status == 429:
+        return UpstreamFailed(
+            "upstream_rate_limited", 429, f"{name} is rate limiting", retry_after=retry_after or "1"
+        )
+    if 400 <= status < 500 and status not in (401, 403):
+        # The provider refused the request itself (bad parameters): its words, its status.
+        return UpstreamFailed(
+            upstream_error_code(status), status, f"{name} refused the request", body=body or None
+        )
+    return UpstreamFailed(upstream_error_code(status), 502, f"{name} answered {status}")
+
+
+def _stream_error(route: Route, code: str, message: str) -> bytes:
+    body = error_body(route, 502, code, message).decode()
+    if route.dialect == "anthropic":
+        return f"event: error\ndata: {body}\n\n".encode()
+    return f"data: {body}\n\n".encode()
