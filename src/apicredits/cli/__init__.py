@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from apicredits.cli import admin
 from apicredits.errors import ApicreditsError
+from apicredits.logs import json_log_config
 
 app = typer.Typer(
     help="apicredits: tokenised API credits for AI workloads.",
@@ -54,9 +55,23 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        log_level="info",
+        log_config=json_log_config(),
         access_log=False,
+        loop="uvloop",
+        http="httptools",
     )
+
+
+@app.command("provider-sim")
+def provider_sim(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 9100,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+) -> None:
+    """Serve the local provider simulator (OpenAI, Anthropic and Gemini wire formats)."""
+    from apicredits.providers.simulator import run_simulator
+
+    run_simulator(host=host, port=port, workers=workers)
 
 
 @app.command()

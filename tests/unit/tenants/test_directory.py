@@ -45,7 +45,7 @@ async def test_api_key_authentication(directory: Directory) -> None:
     tenant = await directory.create_tenant("acme")
     project = await directory.create_project(tenant.id, "bot")
     cred, key = await directory.create_api_key(tenant.id, project.id, requests_per_minute=5)
-    auth = ApiKeyAuthenticator(directory)
+    auth = ApiKeyAuthenticator(directory, cache_seconds=0)
     for headers in (
         {"authorization": f"Bearer {key}"},
         {"x-api-key": key},
@@ -89,3 +89,21 @@ async def test_budgets_validate_their_scope(directory: Directory) -> None:
     assert first.id == changed.id
     assert changed.cap_micro == 20
     assert len(await directory.budgets(a.id)) == 1
+
+
+async def test_revocation_reaches_a_caching_authenticator_after_its_ttl(
+    directory: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import apicredits.tenants.auth as auth_module
+
+    now = [1000.0]
+    monkeypatch.setattr(auth_module.time, "monotonic", lambda: now[0])
+    tenant = await directory.create_tenant("acme")
+    cred, key = await directory.create_api_key(tenant.id)
+    auth = ApiKeyAuthenticator(directory, cache_seconds=5)
+    await auth.authenticate({"x-api-key": key})
+    await directory.revoke_credential(cred.id)
+    await auth.authenticate({"x-api-key": key})  # still cached
+    now[0] += 5.1
+    with pytest.raises(Unauthorized):
+        await auth.authenticate({"x-api-key": key})
