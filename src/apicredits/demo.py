@@ -1,9 +1,10 @@
-"""``apicredits demo``: the money core end to end on the embedded defaults.
+"""``apicredits demo``: the whole path end to end on the embedded defaults.
 
-Starts the gateway on a free loopback port with a temporary data directory (SQLite,
-in-process limits), then drives it over HTTP exactly as a user would: a tenant with
-credits, a project and a key with a daily budget, a signed quote, lock -> consume (the
-remainder refunded), a refund, one lock refused for budget, and a table of what happened.
+Starts the provider simulator and the gateway on free loopback ports with a temporary data
+directory (SQLite, in-process limits), then does what a platform team would: a tenant with
+credits and a key; the seed API — quote, lock, three executes (chat, streamed chat,
+embeddings), settle; a call through the official ``openai`` SDK on the compatible route;
+one call refused for budget; and a table of every charge and the balances.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from apicredits.money import format_micro
 from apicredits.settings import Settings
 
 console = Console()
+PROMPT: list[Any] = [{"role": "user", "content": "Write a haiku about prepaid credits."}]
 
 
 class DemoFailed(ApicreditsError):
@@ -43,17 +45,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_gateway(settings: Settings) -> Iterator[str]:
-    """Serve the gateway in a background thread; yields its base URL."""
+def serving(app: Any) -> Iterator[str]:
+    """Serve an ASGI app in a background thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise DemoFailed("the gateway did not start")
+            raise DemoFailed("a server did not start")
         time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -62,102 +63,154 @@ def running_gateway(settings: Settings) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def running_gateway(settings: Settings) -> contextlib.AbstractContextManager[str]:
+    return serving(create_app(settings))
+
+
 def run_demo(*, keep: bool = False) -> None:
+    from apicredits.providers.simulator import create_sim_app
+
     data_dir = Path(tempfile.mkdtemp(prefix="apicredits-demo-"))
     token = secrets.token_urlsafe(16)
-    settings = Settings(data_dir=data_dir, admin_token=token, database_url=None, redis_url=None)
     try:
-        with (
-            running_gateway(settings) as url,
-            httpx.Client(
-                base_url=url + "/admin/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
-            ) as http,
-        ):
-            console.print(f"[bold]apicredits demo[/] gateway at {url} (data in {data_dir})")
-            _scenario(http)
+        with serving(create_sim_app()) as sim_url:
+            settings = Settings(
+                data_dir=data_dir,
+                admin_token=token,
+                database_url=None,
+                redis_url=None,
+                sim_url=sim_url,
+            )
+            with (
+                running_gateway(settings) as url,
+                httpx.Client(
+                    base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+                ) as admin,
+            ):
+                console.print(
+                    f"[bold]apicredits demo[/]: gateway {url}, simulator {sim_url}, "
+                    f"data in {data_dir}"
+                )
+                _scenario(url, admin)
     finally:
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _ok(response: httpx.Response) -> Any:
-    if response.is_error:
-        raise DemoFailed(f"{response.request.method} {response.request.url}: {response.text}")
-    return response.json()
+def _ok(response: httpx.Response, status: int = 200) -> Any:
+    if response.status_code not in (status, 201):
+        raise DemoFailed(
+            f"{response.request.method} {response.request.url}: "
+            f"{response.status_code} {response.text}"
+        )
+    return response.json() if response.content else None
 
 
-def _scenario(http: httpx.Client) -> None:
+def _scenario(url: str, admin: httpx.Client) -> None:
+    import openai
+
     rows: list[tuple[str, str, str]] = []
-    tenant = _ok(http.post("/tenants", json={"name": "Acme AI"}))
+    tenant = _ok(admin.post("/admin/v1/tenants", json={"name": "Acme AI"}))
     tid = tenant["id"]
     _ok(
-        http.post(
-            f"/tenants/{tid}/deposits",
-            json={"amount_micro": 5_000_000, "idempotency_key": "welcome"},
+        admin.post(
+            f"/admin/v1/tenants/{tid}/deposits",
+            json={"amount_micro": 2_000_000, "idempotency_key": "welcome"},
         )
     )
-    rows.append(("deposit (admin top-up)", "+5.000000", "credits minted to the tenant"))
-    project = _ok(http.post(f"/tenants/{tid}/projects", json={"name": "chatbot"}))
-    key = _ok(http.post("/keys", json={"tenant_id": tid, "project_id": project["id"]}))
-    _ok(
-        http.put(
-            "/budgets",
-            json={
-                "tenant_id": tid,
-                "scope": "project",
-                "scope_id": project["id"],
-                "period": "day",
-                "cap_micro": 1_000_000,
-            },
-        )
-    )
-    rows.append(("budget", "1.000000/day", f"project {project['id']}"))
+    rows.append(("deposit (admin top-up)", "+2.000000", "credits for tenant Acme AI"))
+    key = _ok(admin.post("/admin/v1/keys", json={"tenant_id": tid, "name": "demo"}))["key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    api = httpx.Client(base_url=url, headers=auth, timeout=30)
 
-    calls = [{"model": "sim-gpt", "input_tokens": 120_000, "max_output_tokens": 80_000}] * 3
-    quote = _ok(http.post("/quotes", json={"tenant_id": tid, "calls": calls}))
-    total = quote["quote"]["total_micro"]
+    calls = [
+        {"model": "sim-gpt", "input_tokens": 200, "max_output_tokens": 64},
+        {"model": "sim-gpt", "input_tokens": 200, "max_output_tokens": 64},
+        {"model": "sim-embed", "input_tokens": 200, "max_output_tokens": 0},
+    ]
+    quote = _ok(api.post("/v1/jobs/quote", json={"calls": calls}))
     rows.append(
         (
             "quote (signed, Ed25519)",
-            format_micro(total),
-            f"tariff v{quote['quote']['tariff_version']}, key {quote['key_id']}",
+            format_micro(quote["quote"]["total_micro"]),
+            f"3 calls, tariff v{quote['quote']['tariff_version']}",
+        )
+    )
+    job = _ok(api.post("/v1/jobs/lock", json={"quote": quote}), 201)
+    rows.append(("lock job", f"-{format_micro(job['locked_micro'])}", job["job_id"]))
+
+    chat = {"model": "sim-gpt", "messages": PROMPT, "max_tokens": 64}
+    r = api.post("/v1/execute", json={"job_id": job["job_id"], "request": chat})
+    _ok(r)
+    rows.append(
+        (
+            "execute: chat",
+            format_micro(int(r.headers["apicredits-cost-micro"])),
+            r.json()["choices"][0]["message"]["content"][:40] + "…",
+        )
+    )
+    with api.stream(
+        "POST", "/v1/execute", json={"job_id": job["job_id"], "request": {**chat, "stream": True}}
+    ) as s:
+        chunks = sum(1 for line in s.iter_lines() if line.startswith("data: {"))
+    rows.append(("execute: streamed chat", "(in the job)", f"{chunks} SSE chunks"))
+    emb = {"model": "sim-embed", "input": "prepaid credits, metered exactly"}
+    r = api.post(
+        "/v1/execute", json={"job_id": job["job_id"], "route": "openai.embeddings", "request": emb}
+    )
+    _ok(r)
+    rows.append(
+        (
+            "execute: embeddings",
+            format_micro(int(r.headers["apicredits-cost-micro"])),
+            f"{len(r.json()['data'][0]['embedding'])}-dim vector",
+        )
+    )
+    for _ in range(50):  # the streamed call settles just after its last byte
+        state = _ok(api.get(f"/v1/jobs/{job['job_id']}"))
+        if state["calls"] == 3 and state["reserved_micro"] == 0:
+            break
+        time.sleep(0.05)
+    settled = _ok(api.post(f"/v1/jobs/{job['job_id']}/settle"))
+    rows.append(
+        (
+            "settle job",
+            f"-{format_micro(settled['used_micro'])}",
+            f"{settled['calls']} calls; {format_micro(settled['refunded_micro'])} refunded",
         )
     )
 
-    lock = {"lock_id": "job-1", "amount_micro": total, "credential_id": key["id"]}
-    _ok(http.post(f"/tenants/{tid}/locks", json=lock))
-    rows.append(("lock job-1", f"-{format_micro(total)}", "pending: held, not spent"))
-    used = total * 2 // 3
-    consumed = _ok(http.post(f"/tenants/{tid}/locks/job-1/consume", json={"amount_micro": used}))
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="sim-gpt", messages=PROMPT, max_tokens=64
+    )
+    usage = raw.parse().usage
     rows.append(
         (
-            "consume job-1",
-            f"-{format_micro(consumed['amount_micro'])}",
-            f"remainder {format_micro(consumed['released_micro'])} refunded",
+            "openai SDK: chat.completions",
+            format_micro(int(raw.headers["apicredits-cost-micro"])),
+            f"{usage.prompt_tokens if usage else '?'} in / "
+            f"{usage.completion_tokens if usage else '?'} out tokens",
         )
     )
 
     _ok(
-        http.post(
-            f"/tenants/{tid}/locks",
-            json={"lock_id": "job-2", "amount_micro": 300_000, "credential_id": key["id"]},
+        admin.put(
+            "/admin/v1/budgets",
+            json={"tenant_id": tid, "scope": "tenant", "period": "day", "cap_micro": 50},
         )
     )
-    _ok(http.post(f"/tenants/{tid}/locks/job-2/refund", json={}))
-    rows.append(("lock + refund job-2", "0.000000", "cancelled job: all of it back"))
+    try:
+        client.chat.completions.create(model="sim-gpt", messages=PROMPT, max_tokens=64)
+        raise DemoFailed("a call over budget was served")
+    except openai.APIStatusError as exc:
+        if exc.status_code != 402:
+            raise DemoFailed(f"expected 402, got {exc.status_code}") from None
+        rows.append(("openai SDK: over budget", "refused", f"402 {exc.body['code']}"))  # type: ignore[index]
 
-    refused = http.post(
-        f"/tenants/{tid}/locks",
-        json={"lock_id": "job-3", "amount_micro": 900_000, "credential_id": key["id"]},
-    )
-    if refused.status_code != 402 or refused.json()["error"]["code"] != "budget_exceeded":
-        raise DemoFailed(f"expected a budget refusal, got {refused.status_code} {refused.text}")
-    rows.append(("lock job-3 (0.9 credits)", "refused", "402 budget_exceeded"))
-
-    balance = _ok(http.get(f"/tenants/{tid}/balance"))
-    if balance["available_micro"] + balance["spent_micro"] != 5_000_000 or balance["locked_micro"]:
+    balance = _ok(admin.get(f"/admin/v1/tenants/{tid}/balance"))
+    if balance["locked_micro"] or balance["available_micro"] + balance["spent_micro"] != 2_000_000:
         raise DemoFailed(f"ledger does not add up: {balance}")
-
     table = Table("step", "credits", "note", title="what happened")
     for row in rows:
         table.add_row(*row)

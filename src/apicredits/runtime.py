@@ -55,9 +55,7 @@ class Runtime:
                 load_or_create_signing_key(settings.data_dir / "quote-signing-key.pem")
             ),
             limiter=create_rate_limiter(settings.redis_url),
-            authenticator=ApiKeyAuthenticator(
-                directory, cache_seconds=settings.auth_cache_seconds
-            ),
+            authenticator=ApiKeyAuthenticator(directory, cache_seconds=settings.auth_cache_seconds),
             admin_token=settings.resolve_admin_token(),
         )
 

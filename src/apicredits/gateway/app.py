@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -20,7 +21,12 @@ from apicredits.errors import ApicreditsError
 from apicredits.gateway import dataplane
 from apicredits.gateway.admin import router as admin_router
 from apicredits.gateway.body_limit import BodySizeLimit
-from apicredits.gateway.errors import domain_error_response, error_response, install_error_handlers
+from apicredits.gateway.errors import (
+    domain_error_response,
+    error_response,
+    http_exception_response,
+    install_error_handlers,
+)
 from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.routing import Router
@@ -86,8 +92,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if runtime is None:
                 await rt.close()
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(404, "not_found", f"no route {request.url.path}")
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error_response(404, "not_found", f"no route {request.url.path}")
+        return await http_exception_response(request, exc)
 
     async def domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApicreditsError)
@@ -96,6 +105,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app = Starlette(
         routes=[*dataplane.routes(), Mount("/", app=admin)],
         lifespan=lifespan,
-        exception_handlers={404: not_found, ApicreditsError: domain},
+        exception_handlers={HTTPException: http_error, ApicreditsError: domain},
     )
     return BodySizeLimit(app, settings.max_body_bytes)

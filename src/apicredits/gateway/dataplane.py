@@ -240,6 +240,7 @@ def routes() -> list[HttpRoute]:
         HttpRoute("/v1/responses", provider_route(Route.OPENAI_RESPONSES), methods=["POST"]),
         HttpRoute("/v1/messages", provider_route(Route.ANTHROPIC_MESSAGES), methods=["POST"]),
         HttpRoute("/v1beta/models/{model_action}", gemini, methods=["POST"]),
+        HttpRoute("/v1/models/{model_action}", gemini, methods=["POST"]),  # google-genai
         HttpRoute("/v1/jobs/quote", quote, methods=["POST"]),
         HttpRoute("/v1/jobs/lock", lock, methods=["POST"]),
         HttpRoute("/v1/execute", execute, methods=["POST"]),

@@ -56,7 +56,7 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "invalid_request", message, problems=problems)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def http_exception_response(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     response = error_response(exc.status_code, code, str(exc.detail))
@@ -73,5 +73,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApicreditsError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(HTTPException, http_exception_response)
     app.add_exception_handler(Exception, _unexpected)

@@ -329,9 +329,8 @@ class Proxy:
     async def _stream(
         self, call: Call, response: aiohttp.ClientResponse, available: int
     ) -> Response:
-        meter = StreamMeter(
-            call.route, call.plan, strip_usage_chunk=not call.plan.client_wants_usage_chunk
-        )
+        strip = call.route == Route.OPENAI_CHAT and not call.plan.client_wants_usage_chunk
+        meter = StreamMeter(call.route, call.plan, strip_usage_chunk=strip)
         started = time.perf_counter()
 
         async def relay() -> AsyncIterator[bytes]:

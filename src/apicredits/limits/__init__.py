@@ -24,6 +24,7 @@ __all__ = [
 
 
 def create_rate_limiter(redis_url: str | None, *, prefix: str = "apicredits:") -> RateLimiter:
+    """A Redis-backed limiter for ``redis_url``, or an in-process one when it is ``None``."""
     if redis_url is None:
         return MemoryRateLimiter()
     return RedisRateLimiter(redis_url, prefix=prefix)

@@ -1,4 +1,4 @@
-"""Rate limits of a credential and the lease a admitted request holds."""
+"""Rate limits of a credential (``None`` = unlimited) and the lease an admitted request holds."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from apicredits.errors import InvalidInput
 
 WINDOW_SECONDS = 60.0
+# Retry hint when every concurrency slot is taken (slots free whenever holders finish).
+CONCURRENCY_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +27,10 @@ class RateLimits:
 
     @property
     def unlimited(self) -> bool:
-        return (self.requests_per_minute, self.tokens_per_minute, self.max_concurrent) == (
-            None,
-            None,
-            None,
+        return (
+            self.requests_per_minute is None
+            and self.tokens_per_minute is None
+            and self.max_concurrent is None
         )
 
 

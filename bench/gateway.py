@@ -1,0 +1,177 @@
+"""The gateway's cost over a direct upstream call, measured in one run on this machine.
+
+    .venv/bin/python bench/gateway.py [--seconds 5] [--rss-requests 100000]
+
+Starts the provider simulator and one gateway worker (SQLite, in-process limits, default
+logging), then for non-streaming chat: requests/s at 8 connections and latency at 1
+connection, direct to the simulator and through the gateway's full path (auth, rate limit,
+lock, proxy, meter, consume + usage record, metrics); the ratio; and the gateway's RSS
+before and after ``--rss-requests`` more requests. The load generator runs in its own
+process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+import loadgen
+
+BIN = Path(sys.executable).parent / "apicredits"
+BODY = json.dumps(
+    {"model": "sim-gpt", "max_tokens": 16, "messages": [{"role": "user", "content": "hello world"}]}
+).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    connections: int,
+    seconds: float,
+    max_requests: int | None = None,
+) -> loadgen.Result:
+    request = loadgen.build_request("127.0.0.1", port, path, BODY, headers)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(
+            loadgen.run, ("127.0.0.1", port, request, connections, seconds, max_requests)
+        )
+
+
+def measure(name: str, port: int, headers: dict[str, str], seconds: float) -> dict[str, float]:
+    load(port, "/v1/chat/completions", headers, 8, 1.0)  # warm up
+    busy = load(port, "/v1/chat/completions", headers, 8, seconds)
+    single = load(port, "/v1/chat/completions", headers, 1, seconds)
+    figures = {
+        "rps": busy.rps,
+        "errors": busy.errors + single.errors,
+        "p50_ms": single.percentile(50) * 1000,
+        "p99_ms": single.percentile(99) * 1000,
+        "busy_p99_ms": busy.percentile(99) * 1000,
+    }
+    print(
+        f"{name:<8} {figures['rps']:8,.0f} req/s @8 conns (p99 {figures['busy_p99_ms']:.2f} ms)"
+        f" | @1 conn p50 {figures['p50_ms']:.3f} ms p99 {figures['p99_ms']:.3f} ms"
+        f" | errors {figures['errors']:.0f}"
+    )
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rss-requests", type=int, default=100_000)
+    args = parser.parse_args()
+    sim_port, gw_port = free_port(), free_port()
+    data = tempfile.mkdtemp(prefix="apicredits-bench-")
+    env = {
+        **os.environ,
+        "APICREDITS_DATA_DIR": data,
+        "APICREDITS_ADMIN_TOKEN": "bench",
+        "APICREDITS_SIM_URL": f"http://127.0.0.1:{sim_port}",
+    }
+    env.pop("APICREDITS_DATABASE_URL", None)
+    env.pop("APICREDITS_REDIS_URL", None)
+    logs = open(Path(data) / "gateway.log", "wb")  # noqa: SIM115 - closed below
+    sim = subprocess.Popen([str(BIN), "provider-sim", "--port", str(sim_port)], env=env)
+    gw = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(gw_port), "--workers", "1"], env=env, stderr=logs
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
+        wait_http(f"http://127.0.0.1:{gw_port}/healthz")
+        admin = httpx.Client(
+            base_url=f"http://127.0.0.1:{gw_port}/admin/v1",
+            headers={"Authorization": "Bearer bench"},
+        )
+        tid = admin.post("/tenants", json={"name": "bench"}).json()["id"]
+        admin.post(
+            f"/tenants/{tid}/deposits", json={"amount_micro": 10**15, "idempotency_key": "bench"}
+        )
+        key = admin.post("/keys", json={"tenant_id": tid}).json()["key"]
+        print(
+            f"bench/gateway.py on {os.cpu_count()} cores; 1 gateway worker (SQLite), "
+            f"simulator upstream; non-streaming chat, {args.seconds:.0f} s per figure"
+        )
+        direct = measure("direct", sim_port, {}, args.seconds)
+        gateway = measure("gateway", gw_port, {"Authorization": f"Bearer {key}"}, args.seconds)
+        print(
+            f"ratio    gateway/direct req/s = {gateway['rps'] / direct['rps']:.1%}; "
+            f"added latency @1 conn p50 {gateway['p50_ms'] - direct['p50_ms']:.3f} ms, "
+            f"p99 {gateway['p99_ms'] - direct['p99_ms']:.3f} ms"
+        )
+        before = rss_mb(gw.pid)
+        half = load(
+            gw_port,
+            "/v1/chat/completions",
+            {"Authorization": f"Bearer {key}"},
+            8,
+            3600,
+            args.rss_requests // 2,
+        )
+        middle = rss_mb(gw.pid)
+        rest = load(
+            gw_port,
+            "/v1/chat/completions",
+            {"Authorization": f"Bearer {key}"},
+            8,
+            3600,
+            args.rss_requests // 2,
+        )
+        after = rss_mb(gw.pid)
+        done = half.requests + rest.requests
+        print(
+            f"rss      {before:.1f} MB before, {middle:.1f} MB after {half.requests:,}, "
+            f"{after:.1f} MB after {done:,} requests ({half.errors + rest.errors} errors)"
+        )
+        balance = admin.get(f"/tenants/{tid}/balance").json()
+        print(
+            f"ledger   locked {balance['locked_micro']} micro after the run "
+            f"(must be 0); spent {balance['spent_micro']:,} micro"
+        )
+    finally:
+        for proc in (gw, sim):
+            proc.terminate()
+            proc.wait(10)
+        logs.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
