@@ -1,8 +1,8 @@
 """Loading a ``LedgerView`` under locks and writing a ``BatchOutcome`` back, in SQL.
 
-Plain synchronous SQLAlchemy Core over one ``Connection`` inside one transaction (see
-``apicredits.db.engine``). Locking: on PostgreSQL the batch's accounts and budget buckets
-are locked ``FOR UPDATE`` in sorted order (so two batches never deadlock) *before* the
+Runs inside one transaction on one ``Connection`` (see ``apicredits.db.engine``), through
+``ledger.sql.Sql``. Locking: on PostgreSQL the batch's accounts and budget buckets are
+locked ``FOR UPDATE`` in sorted order (so two batches never deadlock) *before* the
 transfers that decide idempotency and lock state are read; on SQLite ``BEGIN IMMEDIATE``
 already serialises writers.
 """
@@ -10,39 +10,12 @@ already serialises writers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    Connection,
-    Row,
-    String,
-    Table,
-    and_,
-    any_,
-    bindparam,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy import Connection
 
-from apicredits.db.schema import (
-    accounts,
-    budget_usage,
-    budgets,
-    metadata,
-    open_locks,
-    transfers,
-)
+from apicredits.db.schema import metadata
 from apicredits.ledger.model import (
     Account,
     AccountType,
@@ -60,14 +33,27 @@ from apicredits.ledger.model import (
     TransferKind,
 )
 from apicredits.ledger.rules import BatchOutcome, Result, apply_batch, period_key
+from apicredits.ledger.sql import Sql
 
-
-def _in(conn: Connection, column: ColumnClause[str], values: set[str]) -> ColumnElement[bool]:
-    """``column IN values``; one array parameter on PostgreSQL, so the statement text (and
-    its prepared plan) is the same whatever the batch size."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, sorted(values), type_=ARRAY(String)))
-    return column.in_(values)
+ACCOUNT_COLUMNS = (
+    "id, type, debits_pending, debits_posted, credits_pending, credits_posted, "
+    "debits_must_not_exceed_credits"
+)
+TRANSFER_COLUMNS = (
+    "id",
+    "kind",
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "released",
+    "pending_id",
+    "timeout_seconds",
+    "expires_at_us",
+    "holds",
+    "memo",
+    "created_at_us",
+)
+SELECT_TRANSFERS = f"SELECT seq, {', '.join(TRANSFER_COLUMNS)} FROM transfers"  # noqa: S608
 
 
 def apply_commands(
@@ -75,9 +61,10 @@ def apply_commands(
 ) -> tuple[list[Result], dict[str, int]]:
     """Apply a batch; returns each command's result and every touched account's available
     credits after the batch."""
-    view = load_view(conn, commands, now_us)
+    sql = Sql(conn)
+    view = load_view(sql, commands, now_us)
     outcome = apply_batch(view, commands, now_us)
-    seqs = write_outcome(conn, outcome)
+    seqs = write_outcome(sql, outcome)
     results = [
         dataclasses.replace(r, seq=seqs[r.id]) if isinstance(r, Transfer) and r.seq is None else r
         for r in outcome.results
@@ -87,12 +74,12 @@ def apply_commands(
     return results, available
 
 
-def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerView:
-    for_update = conn.dialect.name == "postgresql"
+def load_view(sql: Sql, commands: list[Command], now_us: int) -> LedgerView:
     lock_ids = {c.lock_id for c in commands if isinstance(c, Consume | Refund | Expire)}
-    locks = (
-        {t.id: t for t in _transfers(conn, _in(conn, transfers.c.id, lock_ids))} if lock_ids else {}
-    )
+    locks: dict[str, Transfer] = {}
+    if lock_ids:
+        where, params = sql.in_("id", lock_ids, "l")
+        locks = {t.id: t for t in _transfers(sql, where, params)}
     account_ids: set[str] = set()
     for c in commands:
         match c:
@@ -102,240 +89,238 @@ def load_view(conn: Connection, commands: list[Command], now_us: int) -> LedgerV
                 account_ids |= {c.debit_account_id, c.credit_account_id}
     for t in locks.values():
         account_ids |= {t.debit_account_id, t.credit_account_id}
-    stmt = select(accounts).where(_in(conn, accounts.c.id, account_ids)).order_by(accounts.c.id)
-    rows = conn.execute(stmt.with_for_update() if for_update else stmt).all()
-    view = LedgerView(accounts={r.id: _account(r) for r in rows})
+    view = LedgerView()
+    if account_ids:
+        where, params = sql.in_("id", account_ids, "a")
+        rows = sql.all(
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE {where} "  # noqa: S608
+            f"ORDER BY id{sql.for_update}",
+            params,
+        )
+        view.accounts.update((r[0], _account(r)) for r in rows)
 
-    scopes = {scope for c in commands if isinstance(c, Lock) for scope in c.budget_scopes}
-    keys: set[tuple[str, str]] = {
-        (h.budget_id, h.period_key) for t in locks.values() for h in t.holds
-    }
+    scopes = sorted({s for c in commands if isinstance(c, Lock) for s in c.budget_scopes})
+    keys = {(h.budget_id, h.period_key) for t in locks.values() for h in t.holds}
     if scopes:
-        cond = or_(*(and_(budgets.c.scope == s, budgets.c.scope_id == i) for s, i in scopes))
-        for r in conn.execute(select(budgets).where(cond)).all():
-            budget = Budget(r.id, r.scope, r.scope_id, r.period, r.cap_micro)
-            view.budgets.setdefault((r.scope, r.scope_id), []).append(budget)
+        where = " OR ".join(f"(scope = :s{i} AND scope_id = :i{i})" for i in range(len(scopes)))
+        params = {
+            f"{k}{i}": v for i, (s, sid) in enumerate(scopes) for k, v in (("s", s), ("i", sid))
+        }
+        for r in sql.all(
+            "SELECT id, scope, scope_id, period, cap_micro FROM budgets "  # noqa: S608
+            f"WHERE {where}",
+            params,
+        ):
+            budget = Budget(r[0], r[1], r[2], r[3], r[4])
+            view.budgets.setdefault((budget.scope, budget.scope_id), []).append(budget)
             keys.add((budget.id, period_key(budget.period, now_us)))
     if keys:
         ordered = sorted(keys)
-        _insert_ignore(conn, budget_usage, [{"budget_id": b, "period_key": p} for b, p in ordered])
-        cond = or_(
-            *(
-                and_(budget_usage.c.budget_id == b, budget_usage.c.period_key == p)
-                for b, p in ordered
-            )
+        ignore = "" if sql.pg else " OR IGNORE"
+        conflict = " ON CONFLICT DO NOTHING" if sql.pg else ""
+        sql.many(
+            f"INSERT{ignore} INTO budget_usage (budget_id, period_key, used_micro) "
+            f"VALUES (:b, :p, 0){conflict}",
+            [{"b": b, "p": p} for b, p in ordered],
         )
-        stmt = select(budget_usage).where(cond).order_by("budget_id", "period_key")
-        for r in conn.execute(stmt.with_for_update() if for_update else stmt).all():
-            view.usage[(r.budget_id, r.period_key)] = r.used_micro
+        where = " OR ".join(
+            f"(budget_id = :b{i} AND period_key = :p{i})" for i in range(len(ordered))
+        )
+        params = {f"{k}{i}": v for i, (b, p) in enumerate(ordered) for k, v in (("b", b), ("p", p))}
+        for r in sql.all(
+            "SELECT budget_id, period_key, used_micro FROM budget_usage "  # noqa: S608
+            f"WHERE {where} ORDER BY budget_id, period_key{sql.for_update}",
+            params,
+        ):
+            view.usage[(r[0], r[1])] = r[2]
 
     # Read with the locks held: these rows decide idempotency and whether a lock is open.
-    ids = {c.id for c in commands} | lock_ids
-    cond = _in(conn, transfers.c.id, ids)
+    where, params = sql.in_("id", {c.id for c in commands} | lock_ids, "t")
     if lock_ids:
-        cond = or_(cond, _in(conn, transfers.c.pending_id, lock_ids))
-    for t in _transfers(conn, cond):
+        pending, more = sql.in_("pending_id", lock_ids, "p")
+        where, params = f"{where} OR {pending}", {**params, **more}
+    for t in _transfers(sql, where, params):
         view.transfers[t.id] = t
         if t.pending_id is not None:
             view.closings[t.pending_id] = t
     return view
 
 
-def write_outcome(conn: Connection, outcome: BatchOutcome) -> dict[str, int]:
+def write_outcome(sql: Sql, outcome: BatchOutcome) -> dict[str, int]:
     """Write what a batch changed; returns the ``seq`` given to each new transfer."""
     seqs: dict[str, int] = {}
-    if outcome.new_transfers:
-        rows = [_transfer_row(t) for t in outcome.new_transfers]
-        if conn.dialect.name == "postgresql":
-            seqs = _bulk_insert(conn, transfers, rows, returning=True)
+    new = outcome.new_transfers
+    if new:
+        rows = [_transfer_row(t) for t in new]
+        if sql.pg:
+            seqs = _pg_insert(sql, "transfers", rows, returning=True)
         else:
             # BEGIN IMMEDIATE holds the write lock, so numbering here cannot race.
-            last = conn.execute(select(func.coalesce(func.max(transfers.c.seq), 0))).scalar_one()
+            (last,) = sql.all("SELECT COALESCE(MAX(seq), 0) FROM transfers")[0]
             for n, row in enumerate(rows, start=last + 1):
-                row["seq"] = seqs[str(row["id"])] = n
-            conn.execute(insert(transfers), rows)
+                row["seq"] = seqs[row["id"]] = n
+            _insert(sql, "transfers", rows)
         opened = [
             {"lock_id": t.id, "expires_at_us": t.expires_at_us}
-            for t in outcome.new_transfers
+            for t in new
             if t.kind == TransferKind.LOCK
         ]
         if opened:
-            _bulk_insert(conn, open_locks, opened)
-        closed = [t.pending_id for t in outcome.new_transfers if t.pending_id is not None]
+            _insert(sql, "open_locks", opened)
+        closed = {t.pending_id for t in new if t.pending_id is not None}
         if closed:
-            conn.execute(delete(open_locks).where(_in(conn, open_locks.c.lock_id, set(closed))))
-    if outcome.accounts and conn.dialect.name == "postgresql":
+            where, params = sql.in_("lock_id", closed, "c")
+            sql.run(f"DELETE FROM open_locks WHERE {where}", params)  # noqa: S608
+    if outcome.accounts:
         changed = sorted(outcome.accounts.values(), key=lambda a: a.id)
-        conn.execute(
-            text(
+        if sql.pg:
+            sql.run(
                 "UPDATE accounts SET debits_pending = u.dp, debits_posted = u.dpo, "
                 "credits_pending = u.cp, credits_posted = u.cpo "
                 "FROM unnest(CAST(:ids AS text[]), CAST(:dp AS bigint[]), "
                 "CAST(:dpo AS bigint[]), CAST(:cp AS bigint[]), CAST(:cpo AS bigint[])) "
-                "AS u(id, dp, dpo, cp, cpo) WHERE accounts.id = u.id"
-            ),
-            {
-                "ids": [a.id for a in changed],
-                "dp": [a.debits_pending for a in changed],
-                "dpo": [a.debits_posted for a in changed],
-                "cp": [a.credits_pending for a in changed],
-                "cpo": [a.credits_posted for a in changed],
-            },
-        )
-    elif outcome.accounts:
-        stmt = (
-            update(accounts)
-            .where(accounts.c.id == bindparam("_id"))
-            .values(
-                debits_pending=bindparam("_dp"),
-                debits_posted=bindparam("_dP"),
-                credits_pending=bindparam("_cp"),
-                credits_posted=bindparam("_cP"),
+                "AS u(id, dp, dpo, cp, cpo) WHERE accounts.id = u.id",
+                {
+                    "ids": [a.id for a in changed],
+                    "dp": [a.debits_pending for a in changed],
+                    "dpo": [a.debits_posted for a in changed],
+                    "cp": [a.credits_pending for a in changed],
+                    "cpo": [a.credits_posted for a in changed],
+                },
             )
-        )
-        rows = [
-            {
-                "_id": a.id,
-                "_dp": a.debits_pending,
-                "_dP": a.debits_posted,
-                "_cp": a.credits_pending,
-                "_cP": a.credits_posted,
-            }
-            for a in sorted(outcome.accounts.values(), key=lambda a: a.id)
-        ]
-        conn.execute(stmt, rows)
+        else:
+            sql.many(
+                "UPDATE accounts SET debits_pending = :dp, debits_posted = :dpo, "
+                "credits_pending = :cp, credits_posted = :cpo WHERE id = :id",
+                [
+                    {
+                        "id": a.id,
+                        "dp": a.debits_pending,
+                        "dpo": a.debits_posted,
+                        "cp": a.credits_pending,
+                        "cpo": a.credits_posted,
+                    }
+                    for a in changed
+                ],
+            )
     if outcome.budget_usage:
-        stmt = (
-            update(budget_usage)
-            .where(budget_usage.c.budget_id == bindparam("_b"))
-            .where(budget_usage.c.period_key == bindparam("_p"))
-            .values(used_micro=bindparam("_u"))
-        )
-        conn.execute(
-            stmt,
-            [{"_b": b, "_p": p, "_u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
+        sql.many(
+            "UPDATE budget_usage SET used_micro = :u WHERE budget_id = :b AND period_key = :p",
+            [{"b": b, "p": p, "u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
         )
     by_table: dict[str, list[dict[str, Any]]] = {}
     for table_name, attached in outcome.attachments:
         by_table.setdefault(table_name, []).append(dict(attached))
     for table_name, table_rows in by_table.items():
-        _bulk_insert(conn, metadata.tables[table_name], table_rows)
+        _insert(sql, table_name, table_rows)
     return seqs
 
 
-_PG_ARRAY_TYPES = {"VARCHAR": "text", "TEXT": "text", "BIGINT": "bigint", "INTEGER": "bigint"}
+_PG_ARRAY_TYPES = {
+    "VARCHAR": "text",
+    "TEXT": "text",
+    "BIGINT": "bigint",
+    "INTEGER": "bigint",
+    "BOOLEAN": "boolean",
+}
 
 
-def _bulk_insert(
-    conn: Connection, table: Table, rows: list[dict[str, Any]], *, returning: bool = False
+def _insert(sql: Sql, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    if sql.pg:
+        _pg_insert(sql, table, rows)
+        return
+    names = list(rows[0])
+    sql.many(
+        f"INSERT INTO {table} ({', '.join(names)}) "  # noqa: S608 - our own schema names
+        f"VALUES ({', '.join(':' + n for n in names)})",
+        rows,
+    )
+
+
+def _pg_insert(
+    sql: Sql, table: str, rows: Sequence[Mapping[str, Any]], *, returning: bool = False
 ) -> dict[str, int]:
-    """Insert many rows; on PostgreSQL as one ``INSERT ... SELECT FROM unnest(arrays)``,
-    a single statement whatever the row count (executemany costs a round trip per row).
-    With ``returning``, maps each row's ``id`` to its ``seq``."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(table), rows)
-        return {}
+    """One ``INSERT ... SELECT FROM unnest(arrays)``: a single statement and round trip
+    whatever the row count. With ``returning``, maps each row's ``id`` to its ``seq``."""
+    columns = metadata.tables[table].c
     names = list(rows[0])
     casts = ", ".join(
-        f"CAST(:{n} AS {_PG_ARRAY_TYPES[str(table.c[n].type).split('(')[0]]}[])" for n in names
+        f"CAST(:{n} AS {_PG_ARRAY_TYPES[str(columns[n].type).split('(')[0]]}[])" for n in names
     )
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({casts})"  # noqa: S608 - names come from our schema
-    if returning:
-        sql += " RETURNING id, seq"
-    result = conn.execute(text(sql), {n: [r[n] for r in rows] for n in names})
-    return {row.id: row.seq for row in result} if returning else {}
+    statement = f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({casts})"  # noqa: S608
+    params = {n: [r[n] for r in rows] for n in names}
+    if not returning:
+        sql.run(statement, params)
+        return {}
+    return {r[0]: r[1] for r in sql.all(statement + " RETURNING id, seq", params)}
 
 
 def ensure_account(
     conn: Connection, account_id: str, type_: AccountType, *, must_not_exceed: bool, now_us: int
 ) -> None:
     """Open an account if it does not exist yet (idempotent)."""
-    row = {
-        "id": account_id,
-        "type": str(type_),
-        "debits_must_not_exceed_credits": must_not_exceed,
-        "created_at_us": now_us,
-    }
-    _insert_ignore(conn, accounts, [row])
-
-
-def _insert_ignore(conn: Connection, table: object, rows: list[dict[str, object]]) -> None:
-    factory = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(factory(table).on_conflict_do_nothing(), rows)  # type: ignore[arg-type]
+    sql = Sql(conn)
+    ignore, conflict = ("", " ON CONFLICT DO NOTHING") if sql.pg else (" OR IGNORE", "")
+    sql.run(
+        f"INSERT{ignore} INTO accounts (id, type, debits_must_not_exceed_credits, "
+        f"created_at_us) VALUES (:id, :type, :guard, :now){conflict}",
+        {"id": account_id, "type": str(type_), "guard": must_not_exceed, "now": now_us},
+    )
 
 
 def get_account(conn: Connection, account_id: str) -> Account | None:
-    row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
-    return _account(row) if row else None
+    rows = Sql(conn).all(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = :id",  # noqa: S608
+        {"id": account_id},
+    )
+    return _account(rows[0]) if rows else None
 
 
 def list_transfers(
     conn: Connection, account_id: str, *, limit: int, after_seq: int = 0
 ) -> list[Transfer]:
-    cond = and_(
-        or_(
-            transfers.c.debit_account_id == account_id, transfers.c.credit_account_id == account_id
-        ),
-        transfers.c.seq > after_seq,
-    )
-    return list(_transfers(conn, cond, order=True, limit=limit))
+    where = "(debit_account_id = :a OR credit_account_id = :a) AND seq > :after"
+    params = {"a": account_id, "after": after_seq, "limit": limit}
+    return _transfers(Sql(conn), where + " ORDER BY seq LIMIT :limit", params)
 
 
 def due_locks(conn: Connection, now_us: int, limit: int) -> list[str]:
-    stmt = (
-        select(open_locks.c.lock_id)
-        .where(open_locks.c.expires_at_us <= now_us)
-        .order_by(open_locks.c.expires_at_us)
-        .limit(limit)
+    rows = Sql(conn).all(
+        "SELECT lock_id FROM open_locks WHERE expires_at_us <= :now "
+        "ORDER BY expires_at_us LIMIT :limit",
+        {"now": now_us, "limit": limit},
     )
-    return list(conn.execute(stmt).scalars())
+    return [r[0] for r in rows]
 
 
-def _transfers(
-    conn: Connection, cond: object, *, order: bool = False, limit: int | None = None
-) -> Iterable[Transfer]:
-    stmt = select(transfers).where(cond)  # type: ignore[arg-type]
-    if order:
-        stmt = stmt.order_by(transfers.c.seq)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return [_transfer(r) for r in conn.execute(stmt).all()]
+def _transfers(sql: Sql, where: str, params: Mapping[str, Any]) -> list[Transfer]:
+    return [_transfer(r) for r in sql.all(f"{SELECT_TRANSFERS} WHERE {where}", params)]
 
 
-def _account(r: Row[tuple[object, ...]]) -> Account:
-    m = r._mapping
-    return Account(
-        id=m["id"],
-        type=AccountType(m["type"]),
-        debits_pending=m["debits_pending"],
-        debits_posted=m["debits_posted"],
-        credits_pending=m["credits_pending"],
-        credits_posted=m["credits_posted"],
-        debits_must_not_exceed_credits=bool(m["debits_must_not_exceed_credits"]),
-    )
+def _account(r: Sequence[Any]) -> Account:
+    return Account(r[0], AccountType(r[1]), r[2], r[3], r[4], r[5], bool(r[6]))
 
 
-def _transfer(r: Row[tuple[object, ...]]) -> Transfer:
-    m = r._mapping
-    holds = tuple(BudgetHold(*h.split("|", 1)) for h in (m["holds"] or "").split(";") if h)
+def _transfer(r: Sequence[Any]) -> Transfer:
+    holds = tuple(BudgetHold(*h.split("|", 1)) for h in (r[10] or "").split(";") if h)
     return Transfer(
-        id=m["id"],
-        kind=TransferKind(m["kind"]),
-        debit_account_id=m["debit_account_id"],
-        credit_account_id=m["credit_account_id"],
-        amount=m["amount"],
-        released=m["released"],
-        pending_id=m["pending_id"],
-        timeout_seconds=m["timeout_seconds"],
-        expires_at_us=m["expires_at_us"],
-        created_at_us=m["created_at_us"],
+        id=r[1],
+        kind=TransferKind(r[2]),
+        debit_account_id=r[3],
+        credit_account_id=r[4],
+        amount=r[5],
+        released=r[6],
+        pending_id=r[7],
+        timeout_seconds=r[8],
+        expires_at_us=r[9],
         holds=holds,
-        memo=m["memo"],
-        seq=m["seq"],
+        memo=r[11],
+        created_at_us=r[12],
+        seq=r[0],
     )
 
 
-def _transfer_row(t: Transfer) -> dict[str, object]:
+def _transfer_row(t: Transfer) -> dict[str, Any]:
     return {
         "id": t.id,
         "kind": str(t.kind),

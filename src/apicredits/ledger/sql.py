@@ -1,0 +1,63 @@
+"""A thin executor for the ledger's hand-written SQL (named ``:params``).
+
+The ledger's statements run on every call, so they skip SQLAlchemy's expression layer: on
+SQLite they go straight to the stdlib driver on the transaction's own connection (SQLite
+statements cost microseconds; building them cost ten times that); on PostgreSQL they run
+as cached ``text()`` clauses on asyncpg, IN-lists as one array parameter so each statement
+keeps one plan whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, TextClause, text
+
+Params = Mapping[str, Any]
+
+
+@functools.lru_cache(maxsize=512)
+def _text(sql: str) -> TextClause:
+    return text(sql)
+
+
+class Sql:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self._raw = None if self.pg else conn.connection.driver_connection
+
+    def all(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
+        if self._raw is not None:
+            rows: list[Sequence[Any]] = self._raw.execute(sql, params or {}).fetchall()
+            return rows
+        return [tuple(r) for r in self.conn.execute(_text(sql), dict(params or {}))]
+
+    def run(self, sql: str, params: Params | None = None) -> int:
+        """Execute one statement; returns the rows it changed."""
+        if self._raw is not None:
+            return int(self._raw.execute(sql, params or {}).rowcount)
+        return int(self.conn.execute(_text(sql), dict(params or {})).rowcount)
+
+    def many(self, sql: str, rows: Sequence[Params]) -> None:
+        if not rows:
+            return
+        if self._raw is not None:
+            self._raw.executemany(sql, rows)
+        else:
+            self.conn.execute(_text(sql), [dict(r) for r in rows])
+
+    def in_(self, column: str, values: Iterable[str], name: str) -> tuple[str, dict[str, Any]]:
+        """``column IN values`` as SQL and its parameters."""
+        ordered = sorted(set(values))
+        if self.pg:
+            return f"{column} = ANY(CAST(:{name} AS text[]))", {name: ordered}
+        names = [f"{name}{i}" for i in range(len(ordered))]
+        placeholders = ", ".join(f":{n}" for n in names)
+        return f"{column} IN ({placeholders})", dict(zip(names, ordered, strict=True))
+
+    @property
+    def for_update(self) -> str:
+        return " FOR UPDATE" if self.pg else ""
