@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from apicredits.db.sql import Sql
 from apicredits.errors import InvalidInput
 
 T = TypeVar("T")
@@ -55,6 +57,9 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self._sync = _sqlite_engine(self.url, pool_size)
             self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="apicredits-db")
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="apicredits-db-writer")
+            self._writer_raw: sqlite3.Connection | None = None  # used by the writer thread only
+            self._sqlite_path = database or ":memory:"
         else:
             self._async = create_async_engine(
                 self.url,
@@ -73,6 +78,29 @@ class Database:
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one read-write transaction (committed if it returns)."""
         return await self._run(work, immediate=True)
+
+    async def write_sql(self, work: Callable[[Sql], T]) -> T:
+        """Like ``write``, for hand-written SQL on the hot path. On SQLite it runs on one
+        writer thread with its own driver connection (writers serialise on SQLite anyway),
+        skipping the pool and SQLAlchemy's transaction machinery."""
+        if self._async is not None:
+            async with self._async.begin() as conn:
+                return await conn.run_sync(lambda c: work(Sql(c)))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._write_raw, work)
+
+    def _write_raw(self, work: Callable[[Sql], T]) -> T:
+        raw = self._writer_raw
+        if raw is None:
+            raw = self._writer_raw = _connect_sqlite(self._sqlite_path)
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(Sql(None, raw=raw))
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+        return result
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         return await self._run(work, immediate=False)
@@ -105,6 +133,28 @@ class Database:
             self._sync.dispose()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+            self._writer.submit(self._close_writer).result()
+            self._writer.shutdown(wait=True)
+
+    def _close_writer(self) -> None:
+        if self._writer_raw is not None:
+            self._writer_raw.close()
+            self._writer_raw = None
+
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",  # durable at every checkpoint; WAL survives a process crash
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=60000",
+)
+
+
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    for pragma in SQLITE_PRAGMAS:
+        conn.execute(pragma)
+    return conn
 
 
 def _sqlite_engine(url: str, pool_size: int) -> Engine:
@@ -120,10 +170,8 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         # Take transaction control from the driver so that "begin" below is ours.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        for pragma in SQLITE_PRAGMAS:
+            cur.execute(pragma)
         cur.close()
 
     @event.listens_for(engine, "begin")

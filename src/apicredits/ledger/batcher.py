@@ -82,4 +82,4 @@ class Batcher:
     async def _write(self, commands: list[Command]) -> tuple[list[Result], dict[str, int]]:
         now_us = self._clock_us()
         work = functools.partial(apply_commands, commands=commands, now_us=now_us)
-        return await self._db.write(work)
+        return await self._db.write_sql(work)

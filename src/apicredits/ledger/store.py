@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from apicredits.db.schema import metadata
+from apicredits.db.sql import Sql
 from apicredits.ledger.model import (
     Account,
     AccountType,
@@ -33,7 +34,6 @@ from apicredits.ledger.model import (
     TransferKind,
 )
 from apicredits.ledger.rules import BatchOutcome, Result, apply_batch, period_key
-from apicredits.ledger.sql import Sql
 
 ACCOUNT_COLUMNS = (
     "id, type, debits_pending, debits_posted, credits_pending, credits_posted, "
@@ -57,11 +57,10 @@ SELECT_TRANSFERS = f"SELECT seq, {', '.join(TRANSFER_COLUMNS)} FROM transfers"  
 
 
 def apply_commands(
-    conn: Connection, commands: list[Command], now_us: int
+    sql: Sql, commands: list[Command], now_us: int
 ) -> tuple[list[Result], dict[str, int]]:
     """Apply a batch; returns each command's result and every touched account's available
     credits after the batch."""
-    sql = Sql(conn)
     view = load_view(sql, commands, now_us)
     outcome = apply_batch(view, commands, now_us)
     seqs = write_outcome(sql, outcome)

@@ -10,6 +10,7 @@ keeps one plan whatever the batch size.
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,10 +25,15 @@ def _text(sql: str) -> TextClause:
 
 
 class Sql:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.pg = conn.dialect.name == "postgresql"
-        self._raw = None if self.pg else conn.connection.driver_connection
+    def __init__(self, conn: Connection | None, *, raw: sqlite3.Connection | None = None) -> None:
+        """Over a SQLAlchemy connection, or (SQLite only) directly over a driver connection."""
+        self._raw: sqlite3.Connection | None = raw
+        self.pg = False
+        if conn is not None:
+            self.conn = conn
+            self.pg = conn.dialect.name == "postgresql"
+            self._raw = None if self.pg else conn.connection.driver_connection
+        assert self.pg or self._raw is not None
 
     def all(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
         if self._raw is not None:
