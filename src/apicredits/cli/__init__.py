@@ -55,7 +55,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
-        log_config=json_log_config(),
+        log_config=json_log_config(settings.log_level),
         access_log=False,
         loop="uvloop",
         http="httptools",

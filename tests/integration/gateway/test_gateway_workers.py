@@ -1,0 +1,210 @@
+"""Several gateway worker processes on the real PostgreSQL and Redis: a tenant's credits
+hold under concurrency across workers, and a killed worker's locks are refunded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apicredits.demo import serving
+from apicredits.providers.simulator import create_sim_app
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent / "apicredits"
+CHAT = {
+    "model": "sim-gpt",
+    "max_tokens": 16,
+    "messages": [{"role": "user", "content": "one two three"}],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def sim() -> Iterator[str]:
+    with serving(create_sim_app()) as url:
+        yield url
+
+
+def start_gateway(
+    tmp_path: Path, workers: int, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(port), "--workers", str(workers)],
+        env={
+            **os.environ,
+            "APICREDITS_DATA_DIR": str(tmp_path),
+            "APICREDITS_ADMIN_TOKEN": "t",
+            "APICREDITS_LOG_LEVEL": "WARNING",
+            **env,
+        },
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, "gateway exited"
+        assert time.monotonic() < deadline, "gateway did not start"
+        time.sleep(0.2)
+    return proc, url
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def tenant(admin: httpx.Client, credits_micro: int) -> tuple[str, str]:
+    tid = admin.post("/admin/v1/tenants", json={"name": "w"}).json()["id"]
+    if credits_micro:
+        r = admin.post(
+            f"/admin/v1/tenants/{tid}/deposits",
+            json={"amount_micro": credits_micro, "idempotency_key": "f"},
+        )
+        assert r.status_code == 201, r.text
+    return tid, admin.post("/admin/v1/keys", json={"tenant_id": tid}).json()["key"]
+
+
+async def fire(url: str, key: str, n: int) -> list[int]:
+    limits = httpx.Limits(max_connections=n)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {key}"}
+                )
+                for _ in range(n)
+            )
+        )
+    return [r.status_code for r in responses]
+
+
+def test_300_calls_across_4_workers_never_overspend(
+    tmp_path: Path, sim: str, postgres_url: str, redis_url: str
+) -> None:
+    env = {
+        "APICREDITS_DATABASE_URL": postgres_url,
+        "APICREDITS_REDIS_URL": redis_url,
+        "APICREDITS_SIM_URL": sim,
+    }
+    proc, url = start_gateway(tmp_path, 4, env)
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer t"}) as admin:
+            _, probe_key = tenant(admin, 10_000_000)
+            probe = httpx.post(
+                f"{url}/v1/chat/completions",
+                json=CHAT,
+                headers={"authorization": f"Bearer {probe_key}"},
+            )
+            cost = int(probe.headers["apicredits-cost-micro"])  # the same for every such call
+            tid, key = tenant(admin, 100 * cost)
+            statuses = asyncio.run(fire(url, key, 300))
+            served = statuses.count(200)
+            assert set(statuses) <= {200, 402}
+            assert 0 < served <= 100
+            deadline = time.monotonic() + 20
+            while (balance := admin.get(f"/admin/v1/tenants/{tid}/balance").json())[
+                "locked_micro"
+            ] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert balance["locked_micro"] == 0
+            assert balance["spent_micro"] == served * cost
+            assert balance["available_micro"] == 100 * cost - served * cost >= 0
+    finally:
+        stop(proc)
+
+
+def test_a_killed_workers_locks_expire_and_are_refunded(
+    tmp_path: Path, sim: str, postgres_url: str
+) -> None:
+    env = {
+        "APICREDITS_DATABASE_URL": postgres_url,
+        "APICREDITS_SIM_URL": sim,
+        "APICREDITS_LOCK_TIMEOUT_SECONDS": "3",
+        "APICREDITS_SWEEP_INTERVAL_SECONDS": "0.5",
+    }
+    proc, url = start_gateway(tmp_path, 2, env)
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer t"}) as admin:
+            tid, key = tenant(admin, 10_000_000)
+
+            async def slow_calls() -> None:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                    await asyncio.gather(
+                        *(
+                            client.post(
+                                "/v1/chat/completions",
+                                json=CHAT,
+                                headers={
+                                    "authorization": f"Bearer {key}",
+                                    "x-sim-latency-ms": "20000",
+                                },
+                            )
+                            for _ in range(6)
+                        ),
+                        return_exceptions=True,
+                    )
+
+            async def kill_workers_once_locked() -> None:
+                task = asyncio.create_task(slow_calls())
+                for _ in range(100):
+                    await asyncio.sleep(0.1)
+                    if admin.get(f"/admin/v1/tenants/{tid}/balance").json()["locked_micro"]:
+                        break
+                await asyncio.sleep(0.5)
+                for pid in worker_pids(
+                    proc.pid
+                ):  # kill -9 every worker: nothing can refund in-process
+                    os.kill(pid, signal.SIGKILL)
+                await task
+
+            asyncio.run(kill_workers_once_locked())
+    finally:
+        stop(proc)
+    # A fresh gateway on the same database sweeps the dead workers' expired locks.
+    proc, url = start_gateway(tmp_path, 1, env)
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer t"}) as admin:
+            deadline = time.monotonic() + 20
+            while (balance := admin.get(f"/admin/v1/tenants/{tid}/balance").json())[
+                "locked_micro"
+            ] and time.monotonic() < deadline:
+                time.sleep(0.3)
+            assert balance == {
+                **balance,
+                "locked_micro": 0,
+                "spent_micro": 0,
+                "available_micro": 10_000_000,
+            }
+            history = admin.get(f"/admin/v1/tenants/{tid}/ledger").json()["transfers"]
+            assert any(t["kind"] == "expire" for t in history)
+    finally:
+        stop(proc)
