@@ -233,6 +233,16 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+def hot_routes() -> dict[str, Route]:
+    """The provider routes with a fixed path (served by ``app.HotPath``)."""
+    return {
+        "/v1/chat/completions": Route.OPENAI_CHAT,
+        "/v1/embeddings": Route.OPENAI_EMBEDDINGS,
+        "/v1/responses": Route.OPENAI_RESPONSES,
+        "/v1/messages": Route.ANTHROPIC_MESSAGES,
+    }
+
+
 def routes() -> list[HttpRoute]:
     return [
         HttpRoute("/v1/chat/completions", provider_route(Route.OPENAI_CHAT), methods=["POST"]),
