@@ -26,6 +26,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/simulator.py
+	$(BIN)/python bench/gateway.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
