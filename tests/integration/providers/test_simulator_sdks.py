@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import anthropic
 import openai
 import pytest
-import uvicorn
 from google import genai
 from google.genai import types
 
+from apicredits.demo import serving
 from apicredits.providers.simulator import completion_words, create_sim_app
 
 pytestmark = pytest.mark.integration
@@ -24,31 +21,8 @@ PROMPT_TOKENS = 8
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_sim_app(),
-        host="127.0.0.1",
-        port=port,
-        loop="asyncio",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the simulator did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_sim_app()) as url:
+        yield url
 
 
 @pytest.fixture
