@@ -487,3 +487,29 @@ def test_metrics(gateway: Gateway) -> None:
     ):
         assert name in text
     _ = time
+
+
+def test_models_lists_what_can_be_routed(gateway: Gateway) -> None:
+    _, key = gateway.tenant()
+    ids = {m.id for m in oa(gateway, key).models.list()}
+    assert {"sim-gpt", "sim-claude", "sim-gemini", "sim-embed"} <= ids
+    assert "gpt-4o" not in ids  # a real provider without a configured key is not offered
+
+
+def test_gemini_errors_come_in_googles_shape(gateway: Gateway) -> None:
+    _, key = gateway.tenant(credits_micro=1)
+    r = httpx.post(
+        f"{gateway.url}/v1beta/models/sim-gemini:generateContent",
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+        headers={"x-goog-api-key": key},
+    )
+    error = r.json()["error"]
+    assert r.status_code == 402
+    assert (error["code"], error["status"]) == (402, "RESOURCE_EXHAUSTED")
+    assert error["details"][0]["reason"] == "insufficient_credits"
+    unknown = httpx.post(
+        f"{gateway.url}/v1beta/models/sim-gemini:countTokens",
+        json={},
+        headers={"x-goog-api-key": key},
+    )
+    assert unknown.status_code == 404
