@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/gateway.py [--seconds 5] [--rss-requests 100000]
 
-Starts the provider simulator and one gateway worker (SQLite, in-process limits, default
+Starts the provider simulator, a bare Starlette + aiohttp proxy (the floor: no auth, no
+metering) and one gateway worker (SQLite, in-process limits, default
 logging), then for non-streaming chat: requests/s at 8 connections and latency at 1
 connection, direct to the simulator and through the gateway's full path (auth, rate limit,
 lock, proxy, meter, consume + usage record, metrics); the ratio; and the gateway's RSS
@@ -110,12 +111,22 @@ def main() -> int:
     env.pop("APICREDITS_REDIS_URL", None)
     logs = open(Path(data) / "gateway.log", "wb")  # noqa: SIM115 - closed below
     sim = subprocess.Popen([str(BIN), "provider-sim", "--port", str(sim_port)], env=env)
+    bare_port = free_port()
+    bare = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "bare_proxy.py"),
+            str(bare_port),
+            f"http://127.0.0.1:{sim_port}",
+        ]
+    )
     gw = subprocess.Popen(
         [str(BIN), "serve", "--port", str(gw_port), "--workers", "1"], env=env, stderr=logs
     )
     try:
         wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
+        wait_http(f"http://127.0.0.1:{bare_port}/")
         admin = httpx.Client(
             base_url=f"http://127.0.0.1:{gw_port}/admin/v1",
             headers={"Authorization": "Bearer bench"},
@@ -130,6 +141,7 @@ def main() -> int:
             f"simulator upstream; non-streaming chat, {args.seconds:.0f} s per figure"
         )
         direct = measure("direct", sim_port, {}, args.seconds)
+        measure("bare", bare_port, {}, args.seconds)
         gateway = measure("gateway", gw_port, {"Authorization": f"Bearer {key}"}, args.seconds)
         print(
             f"ratio    gateway/direct req/s = {gateway['rps'] / direct['rps']:.1%}; "
@@ -166,7 +178,7 @@ def main() -> int:
             f"(must be 0); spent {balance['spent_micro']:,} micro"
         )
     finally:
-        for proc in (gw, sim):
+        for proc in (gw, bare, sim):
             proc.terminate()
             proc.wait(10)
         logs.close()
