@@ -76,7 +76,13 @@ def apply_commands(
 def load_view(sql: Sql, commands: list[Command], now_us: int) -> LedgerView:
     lock_ids = {c.lock_id for c in commands if isinstance(c, Consume | Refund | Expire)}
     locks: dict[str, Transfer] = {}
-    if lock_ids:
+    known: list[Transfer] | None = None
+    if not sql.pg:
+        # SQLite: BEGIN IMMEDIATE already holds the write lock, so one read serves both
+        # finding the locks' accounts and deciding idempotency and lock state.
+        known = _related_transfers(sql, commands, lock_ids)
+        locks = {t.id: t for t in known if t.id in lock_ids}
+    elif lock_ids:
         where, params = sql.in_("id", lock_ids, "l")
         locks = {t.id: t for t in _transfers(sql, where, params)}
     account_ids: set[str] = set()
@@ -134,15 +140,20 @@ def load_view(sql: Sql, commands: list[Command], now_us: int) -> LedgerView:
             view.usage[(r[0], r[1])] = r[2]
 
     # Read with the locks held: these rows decide idempotency and whether a lock is open.
-    where, params = sql.in_("id", {c.id for c in commands} | lock_ids, "t")
-    if lock_ids:
-        pending, more = sql.in_("pending_id", lock_ids, "p")
-        where, params = f"{where} OR {pending}", {**params, **more}
-    for t in _transfers(sql, where, params):
+    for t in known if known is not None else _related_transfers(sql, commands, lock_ids):
         view.transfers[t.id] = t
         if t.pending_id is not None:
             view.closings[t.pending_id] = t
     return view
+
+
+def _related_transfers(sql: Sql, commands: list[Command], lock_ids: set[str]) -> list[Transfer]:
+    """The commands' namesakes, the locks they close, and those locks' closings."""
+    where, params = sql.in_("id", {c.id for c in commands} | lock_ids, "t")
+    if lock_ids:
+        pending, more = sql.in_("pending_id", lock_ids, "p")
+        where, params = f"{where} OR {pending}", {**params, **more}
+    return _transfers(sql, where, params)
 
 
 def write_outcome(sql: Sql, outcome: BatchOutcome) -> dict[str, int]:
@@ -154,7 +165,9 @@ def write_outcome(sql: Sql, outcome: BatchOutcome) -> dict[str, int]:
         if sql.pg:
             seqs = _pg_insert(sql, "transfers", rows, returning=True)
         else:
-            # BEGIN IMMEDIATE holds the write lock, so numbering here cannot race.
+            # BEGIN IMMEDIATE holds the write lock, so numbering here cannot race (and one
+            # executemany of a fixed statement beats a multi-row INSERT ... RETURNING, whose
+            # text changes with the batch size).
             (last,) = sql.all("SELECT COALESCE(MAX(seq), 0) FROM transfers")[0]
             for n, row in enumerate(rows, start=last + 1):
                 row["seq"] = seqs[row["id"]] = n
