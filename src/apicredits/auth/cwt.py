@@ -75,10 +75,17 @@ def encode_cwt(ring: KeyRing, claims: CapabilityClaims) -> bytes:
 
 
 def _loads(data: bytes) -> Any:
+    # Only the gateway issues CWTs, so a valid one is in exactly the encoding cbor2 writes:
+    # re-encoding and comparing rejects duplicate keys, indefinite lengths and odd encodings
+    # with any cbor2 version (the 5.x line that py-evm pins has no strict decoding flags).
     try:
-        return cbor2.loads(data, allow_duplicate_keys=False, allow_indefinite=False, max_depth=8)
+        value = cbor2.loads(data)
+        canonical = cbor2.dumps(value)
     except (cbor2.CBORError, ValueError, TypeError, LookupError, OverflowError, RecursionError):
         raise TokenError("malformed") from None
+    if canonical != data:
+        raise TokenError("malformed", "not in the encoding the gateway issues")
+    return value
 
 
 def _verify_signature(ring: KeyRing, data: bytes, now: int) -> CapabilityClaims:
