@@ -131,7 +131,7 @@ def main() -> int:
             base_url=f"http://127.0.0.1:{gw_port}/admin/v1",
             headers={"Authorization": "Bearer bench"},
         )
-        tid = admin.post("/tenants", json={"name": "bench"}).json()["id"]
+        tid = admin.post("/tenants", json={"name": "bench", "legacy_keys": True}).json()["id"]
         admin.post(
             f"/tenants/{tid}/deposits", json={"amount_micro": 10**15, "idempotency_key": "bench"}
         )

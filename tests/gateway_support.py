@@ -16,7 +16,9 @@ class Gateway:
 
     def tenant(self, credits_micro: int = 10_000_000, **key_limits: int) -> tuple[str, str]:
         """A new funded tenant and an API key: (tenant_id, key)."""
-        tid = self.admin.post("/admin/v1/tenants", json={"name": "t"}).json()["id"]
+        tid = self.admin.post("/admin/v1/tenants", json={"name": "t", "legacy_keys": True}).json()[
+            "id"
+        ]
         r = self.admin.post(
             f"/admin/v1/tenants/{tid}/deposits",
             json={"amount_micro": credits_micro, "idempotency_key": "fund"},

@@ -110,7 +110,7 @@ def _scenario(url: str, admin: httpx.Client) -> None:
     import openai
 
     rows: list[tuple[str, str, str]] = []
-    tenant = _ok(admin.post("/admin/v1/tenants", json={"name": "Acme AI"}))
+    tenant = _ok(admin.post("/admin/v1/tenants", json={"name": "Acme AI", "legacy_keys": True}))
     tid = tenant["id"]
     _ok(
         admin.post(
@@ -138,6 +138,7 @@ def _scenario(url: str, admin: httpx.Client) -> None:
     )
     job = _ok(api.post("/v1/jobs/lock", json={"quote": quote}), 201)
     rows.append(("lock job", f"-{format_micro(job['locked_micro'])}", job["job_id"]))
+    api.headers["Usage-Auth"] = job["usage_token"]  # the job's own token, for /v1/execute
 
     chat = {"model": "sim-gpt", "messages": PROMPT, "max_tokens": 64}
     r = api.post("/v1/execute", json={"job_id": job["job_id"], "request": chat})

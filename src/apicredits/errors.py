@@ -39,6 +39,11 @@ class ApicreditsError(Exception):
         self.message = message
         self.details = details
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers this error adds (e.g. ``WWW-Authenticate``)."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON body of this error: ``{"error": {"code", "message", ...details}}``."""
         return {"error": {"code": self.code, "message": self.message, **self.details}}

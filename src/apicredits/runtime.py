@@ -6,13 +6,17 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from apicredits.auth.authenticator import CapabilityAuthenticator
+from apicredits.auth.authority import CapabilityAuthority
+from apicredits.auth.issuer import TokenIssuer
 from apicredits.db import Database, upgrade
 from apicredits.ledger import Ledger
 from apicredits.limits import RateLimiter, create_rate_limiter
 from apicredits.settings import Settings
 from apicredits.tariffs import QuoteSigner, default_tariff, load_or_create_signing_key
 from apicredits.tariffs.store import TariffStore
-from apicredits.tenants import ApiKeyAuthenticator, Authenticator, Directory
+from apicredits.tenants import Directory
+from apicredits.tenants.services import Services
 
 
 @dataclass
@@ -24,7 +28,10 @@ class Runtime:
     tariffs: TariffStore
     quote_signer: QuoteSigner
     limiter: RateLimiter
-    authenticator: Authenticator
+    authority: CapabilityAuthority
+    authenticator: CapabilityAuthenticator
+    services: Services
+    token_issuer: TokenIssuer
     admin_token: str
 
     @classmethod
@@ -41,10 +48,16 @@ class Runtime:
             if settings.tariff_file is not None:
                 text = await asyncio.to_thread(Path(settings.tariff_file).read_text, "utf-8")
                 await tariffs.add_toml(text)
+            authority = CapabilityAuthority(db, settings)
+            await authority.start()
         except BaseException:
             await db.aclose()
             raise
         directory = Directory(db, ledger)
+        services = Services(directory)
+        authenticator = CapabilityAuthenticator(
+            authority, directory, cache_seconds=settings.auth_cache_seconds
+        )
         return cls(
             settings=settings,
             db=db,
@@ -54,11 +67,17 @@ class Runtime:
             quote_signer=QuoteSigner(
                 load_or_create_signing_key(settings.data_dir / "quote-signing-key.pem")
             ),
-            limiter=create_rate_limiter(settings.redis_url),
-            authenticator=ApiKeyAuthenticator(directory, cache_seconds=settings.auth_cache_seconds),
+            limiter=create_rate_limiter(settings.redis_url, prefix=settings.redis_prefix),
+            authority=authority,
+            authenticator=authenticator,
+            services=services,
+            token_issuer=TokenIssuer(
+                authority, authenticator, services, default_ttl=settings.token_ttl_seconds
+            ),
             admin_token=settings.resolve_admin_token(),
         )
 
     async def close(self) -> None:
+        await self.authority.aclose()
         await self.limiter.aclose()
         await self.db.aclose()

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     upstream_timeout_seconds: float = Field(120.0, gt=0)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     auth_cache_seconds: float = Field(5.0, ge=0, description="how long a key lookup is cached")
+    redis_prefix: str = Field("apicredits:", description="prefix of every Redis key")
+    # -- capability tokens (auth)
+    public_url: str | None = Field(
+        None, description="the gateway's external base URL (DPoP htu); default: from requests"
+    )
+    token_issuer: str = Field("apicredits", min_length=1, description="iss and aud of tokens")
+    token_ttl_seconds: int = Field(900, ge=60, le=3600, description="default token lifetime")
+    signing_key_overlap_seconds: int = Field(
+        3600, ge=0, description="how long a retired signing key still verifies"
+    )
+    dpop_nonces: bool = Field(True, description="require server nonces in DPoP proofs")
+    auth_refresh_seconds: float = Field(
+        1.0, gt=0, description="how often workers pick up revocations and key rotations"
+    )
 
     @classmethod
     def settings_customise_sources(

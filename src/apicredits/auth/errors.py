@@ -22,6 +22,7 @@ __all__ = ["ScopeError", "TokenError", "TokenReason"]
 TokenReason = Literal[
     "expired", "not_yet_valid", "wrong_audience", "bad_signature", "unknown_key", "revoked",
     "malformed", "wrong_issuer", "key_retired", "token_bound_to_other_key", "lifetime_too_long",
+    "dpop_required", "unknown_client", "replayed", "wrong_job",
 ]  # fmt: skip
 
 _DESCRIPTIONS: dict[str, str] = {
@@ -36,6 +37,10 @@ _DESCRIPTIONS: dict[str, str] = {
     "key_retired": "the token is signed by a retired key",
     "token_bound_to_other_key": "the token is bound to another key",
     "lifetime_too_long": "the token lives longer than allowed",
+    "dpop_required": "this tenant requires DPoP-bound tokens: use Authorization: DPoP",
+    "unknown_client": "no such client or it has been revoked",
+    "replayed": "this client assertion was already used",
+    "wrong_job": "the usage token is bound to another job",
 }
 assert set(_DESCRIPTIONS) == set(get_args(TokenReason))
 
@@ -52,7 +57,12 @@ class TokenError(Unauthorized):
         description = _DESCRIPTIONS[reason]
         super().__init__(message or description, reason=reason)
         self.reason: TokenReason = reason
-        self.www_authenticate = f'Bearer error="invalid_token", error_description="{description}"'
+        scheme = "DPoP" if reason == "dpop_required" else "Bearer"
+        self.www_authenticate = f'{scheme} error="invalid_token", error_description="{description}"'
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.www_authenticate}
 
 
 class ScopeError(Forbidden):
@@ -75,3 +85,7 @@ class ScopeError(Forbidden):
             'error_description="the token does not allow this route or model"'
             + (f', scope="{needed}"' if needed else "")
         )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.www_authenticate}

@@ -59,6 +59,43 @@ credentials = Table(
     Column("max_concurrent", Integer, nullable=True),
     Column("created_at_us", BigInteger, nullable=False),
     Column("revoked_at_us", BigInteger, nullable=True),
+    Column("scopes", Text, nullable=False, server_default=""),  # "" = every route and model
+    Column("token_spend_cap_micro", BigInteger, nullable=True),  # per capability token
+)
+
+# -- capabilities (auth): services prove possession of these keys to obtain tokens
+
+service_keys = Table(
+    "service_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),  # RFC 7638 thumbprint
+    Column("credential_id", String(64), ForeignKey("credentials.id"), nullable=False),
+    Column("jwk", Text, nullable=False),  # public members only
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("revoked_at_us", BigInteger, nullable=True),
+    Index("ix_service_keys_credential", "credential_id"),
+)
+
+# The gateway's token signing keys (one row, id 1): shared by every worker and replica.
+auth_keyring = Table(
+    "auth_keyring",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+    Column("document", Text, nullable=False),  # SECRET: KeyRing.to_document()
+)
+
+# Insert-only; kind jti (value = jti, until_s = its exp), subject (value = service id,
+# until_s = revoked_before) or tenant (value = "", until_s = revoked_before).
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("value", String(256), nullable=False),
+    Column("until_s", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
 )
 
 accounts = Table(
@@ -200,4 +237,51 @@ idempotent_requests = Table(
     Column("response_body", Text, nullable=True),
     Column("cost_micro", BigInteger, nullable=True),
     Column("created_at_us", BigInteger, nullable=False),
+)
+
+# -- chain (the vault indexer)
+
+# Which tenant an on-chain address funds: the vault's `tenant` argument of Deposit.
+tenant_wallets = Table(
+    "tenant_wallets",
+    metadata,
+    Column("address", String(42), primary_key=True),  # EIP-55 checksum
+    Column("tenant_id", String(64), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+# How far the indexer has applied one vault's events: the last block and its hash (a
+# different hash at that height later means a reorg).
+chain_cursors = Table(
+    "chain_cursors",
+    metadata,
+    Column("chain_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("vault", String(42), primary_key=True),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", String(66), nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+# One row per vault event the indexer applied (or could not), keyed by the ledger transfer
+# id it produced; `reversal_id` is set when a reorg removed the event's block.
+chain_events = Table(
+    "chain_events",
+    metadata,
+    Column("transfer_id", String(160), primary_key=True),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("vault", String(42), nullable=False),
+    Column("tx_hash", String(66), nullable=False),
+    Column("log_index", Integer, nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", String(66), nullable=False),
+    Column("event", String(32), nullable=False),  # Deposit | Withdraw
+    Column("address", String(42), nullable=False),  # the tenant's wallet
+    Column("tenant_id", String(64), nullable=True),  # None: wallet not linked to a tenant
+    Column("amount", String(80), nullable=False),  # uint256, decimal
+    Column("status", String(16), nullable=False),  # applied | unassigned | refused
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("reversal_id", String(160), nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_chain_events_block", "chain_id", "vault", "block_number"),
+    Index("ix_chain_events_tx", "chain_id", "tx_hash", "log_index"),
 )

@@ -50,6 +50,7 @@ def tenant_doc(t: Tenant) -> dict[str, Any]:
         "account_id": t.account_id,
         "settings": t.settings,
         "legacy_keys": bool(t.settings.get("legacy_keys", False)),
+        "dpop_required": bool(t.settings.get("dpop_required", True)),
         "created_at": iso(t.created_at_us),
     }
 
@@ -119,6 +120,8 @@ async def create_tenant(body: schemas.TenantCreate, rt: RT) -> dict[str, Any]:
     settings = dict(body.settings)
     if body.legacy_keys is not None:
         settings["legacy_keys"] = body.legacy_keys
+    if body.dpop_required is not None:
+        settings["dpop_required"] = body.dpop_required
     return tenant_doc(await rt.directory.create_tenant(body.name, settings))
 
 
@@ -137,6 +140,8 @@ async def patch_tenant(tenant_id: str, body: schemas.TenantPatch, rt: RT) -> dic
     changes = dict(body.settings)
     if body.legacy_keys is not None:
         changes["legacy_keys"] = body.legacy_keys
+    if body.dpop_required is not None:
+        changes["dpop_required"] = body.dpop_required
     return tenant_doc(await rt.directory.update_tenant_settings(tenant_id, changes))
 
 
@@ -213,7 +218,11 @@ async def list_keys(tenant_id: str, rt: RT) -> dict[str, Any]:
 
 @router.delete("/keys/{credential_id}")
 async def revoke_key(credential_id: str, rt: RT) -> dict[str, Any]:
-    return credential_doc(await rt.directory.revoke_credential(credential_id))
+    """Revoke an API key or a service; a service's capability tokens are revoked with it."""
+    cred = await rt.directory.revoke_credential(credential_id)
+    if cred.kind == "service":
+        await rt.authority.revoke("subject", cred.tenant_id, cred.id, int(time.time()) + 1)
+    return credential_doc(cred)
 
 
 @router.put("/budgets")

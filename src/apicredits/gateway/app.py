@@ -20,6 +20,7 @@ from apicredits import __version__
 from apicredits.errors import ApicreditsError
 from apicredits.gateway import dataplane
 from apicredits.gateway.admin import router as admin_router
+from apicredits.gateway.admin_auth import router as admin_auth_router
 from apicredits.gateway.body_limit import BodySizeLimit
 from apicredits.gateway.errors import (
     domain_error_response,
@@ -46,6 +47,7 @@ def control_plane() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(admin_router)
+    app.include_router(admin_auth_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = runtime or await Runtime.open(settings)
         proxy = Proxy(rt, Router(settings), Metrics())
+        rt.authenticator.on_legacy_use = lambda _: proxy.metrics.legacy_key_uses.inc()
         await proxy.start()
         for state in (app.state, admin.state):
             state.runtime = rt
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         sweepers = [
             asyncio.create_task(_every(interval, rt.ledger.expire_due, "lock sweeper")),
             asyncio.create_task(_every(interval, proxy.jobs.settle_due, "job sweeper")),
+            asyncio.create_task(rt.authority.run_refresher()),
         ]
         try:
             yield

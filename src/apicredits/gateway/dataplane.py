@@ -3,6 +3,7 @@
 POST /v1/chat/completions, /v1/embeddings, /v1/responses         OpenAI
 POST /v1/messages                                                Anthropic
 POST /v1beta/models/{model}:generateContent | :streamGenerateContent   Gemini
+POST /v1/capabilities (token endpoint); GET /.well-known/jwks.json
 POST /v1/jobs/quote, /v1/jobs/lock, /v1/execute, /v1/jobs/{id}/settle; GET /v1/jobs/{id}
 GET  /v1/usage/{request_id}, /v1/models, /metrics
 """
@@ -13,17 +14,23 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
+from apicredits.auth.capabilities import require_scope
+from apicredits.auth.usage_tokens import HEADER as USAGE_AUTH
+from apicredits.auth.usage_tokens import check_usage_token, issue_usage_token
 from apicredits.errors import ApicreditsError, InvalidInput, NotFound
 from apicredits.gateway.errors import domain_error_response
+from apicredits.gateway.jobs import Job
 from apicredits.gateway.proxy import Proxy
 from apicredits.metering import UsageStore
 from apicredits.money import require_micro
 from apicredits.providers.base import Route
+from apicredits.runtime import Runtime
 from apicredits.tariffs import PlannedCall, build_quote, verify_quote
 from apicredits.tariffs.units import parse_unit
 from apicredits.tenants import Principal
@@ -76,7 +83,9 @@ def json_api(name: str) -> Callable[[Callable[[Request, Principal], Awaitable[An
     def wrap(handler: Callable[[Request, Principal], Awaitable[Any]]) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                principal = await proxy_of(request).authenticate(request.headers)
+                principal = await proxy_of(request).authenticate(request)
+                if principal.scopes:
+                    require_scope(principal.scopes, request.url.path)
                 result = await handler(request, principal)
                 response: Response = (
                     result if isinstance(result, Response) else JSONResponse(result)
@@ -161,7 +170,18 @@ async def lock(request: Request, principal: Principal) -> Any:
     if job_id is not None and (not isinstance(job_id, str) or not 0 < len(job_id) <= 64):
         raise InvalidInput("job_id must be a string of 1 to 64 characters", field="job_id")
     job = await proxy.jobs.create(principal, job_id, amount, ttl, quote_id)
-    return JSONResponse(job.document(), status_code=201)
+    return JSONResponse(with_usage_token(rt, principal, job), status_code=201)
+
+
+def with_usage_token(rt: Runtime, principal: Principal, job: Job) -> dict[str, Any]:
+    document = job.document()
+    now = int(time.time())
+    if job.state == "open" and job.expires_at_us // 1_000_000 > now:
+        document["usage_token"] = issue_usage_token(
+            rt.authority, principal, job_id=job.id, locked_micro=job.locked_micro,
+            expires_at=job.expires_at_us // 1_000_000, now=now,
+        )  # fmt: skip
+    return document
 
 
 @json_api("execute")
@@ -179,10 +199,16 @@ async def execute(request: Request, principal: Principal) -> Any:
     if not isinstance(call_body, dict):
         raise InvalidInput("request must be the provider request object", field="request")
     model = body.get("model") if route.dialect == "gemini" else None
+    check_usage_token(
+        proxy.rt.authority, request.headers.get(USAGE_AUTH), principal, job_id=job_id,
+        now=int(time.time()),
+    )  # fmt: skip
     job = await proxy.jobs.get(job_id, principal.tenant_id)
     raw = json.dumps(call_body, sort_keys=True).encode()
     key = request.headers.get("idempotency-key")
-    admitted = await proxy.admit(route, call_body, raw, principal, model, key, job=job)
+    admitted = await proxy.admit(
+        route, call_body, raw, principal, model, key, job=job, path=request.url.path
+    )
     if isinstance(admitted, Response):
         return admitted
     return await proxy.run(request, admitted, call_body)
@@ -199,7 +225,10 @@ async def get_job(request: Request, principal: Principal) -> Any:
     proxy = proxy_of(request)
     job = await proxy.jobs.get(request.path_params["job_id"], principal.tenant_id)
     records = await UsageStore(proxy.rt.db).for_job(job.id)
-    return {**job.document(), "usage": [r.document() for r in records]}
+    usage = [r.document() for r in records]
+    if job.credential_id != principal.credential_id:  # only the locker gets a usage token
+        return {**job.document(), "usage": usage}
+    return {**with_usage_token(proxy.rt, principal, job), "usage": usage}
 
 
 @json_api("usage.get")
@@ -228,6 +257,49 @@ async def models(request: Request, principal: Principal) -> Any:
     return {"object": "list", "data": data}
 
 
+# -- capabilities ---------------------------------------------------------------------------
+
+
+async def capabilities(request: Request) -> Response:
+    """The token endpoint (see ``auth.issuer``): form in, capability token out."""
+    proxy = proxy_of(request)
+    try:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            raise InvalidInput(
+                "expected application/x-www-form-urlencoded (an OAuth token request)"
+            )
+        form = _form(await request.body())
+        body, headers = await proxy.rt.token_issuer.issue(
+            form, dpop=request.headers.get("dpop"), url=proxy.public_url(request)
+        )
+        response: Response = JSONResponse(body, headers=headers)
+    except ApicreditsError as exc:
+        proxy.metrics.auth_failures.labels(str(exc.details.get("reason", exc.code))).inc()
+        response = domain_error_response(exc)
+    proxy.metrics.requests.labels("capabilities", str(response.status_code)).inc()
+    return response
+
+
+def _form(raw: bytes) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("the request body is not a URL-encoded form") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:  # RFC 6749 section 3.2: parameters must not repeat
+            raise InvalidInput(f"parameter {name[:40]!r} is repeated", field=name[:40])
+        form[name] = value
+    return form
+
+
+async def jwks(request: Request) -> Response:
+    """The public keys that verify capability tokens: current and, for the overlap, retired."""
+    document = proxy_of(request).rt.authority.jwks(int(time.time()))
+    return JSONResponse(document, headers={"Cache-Control": "public, max-age=60"})
+
+
 async def metrics(request: Request) -> Response:
     body = proxy_of(request).metrics.render()
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -251,6 +323,8 @@ def routes() -> list[HttpRoute]:
         HttpRoute("/v1/messages", provider_route(Route.ANTHROPIC_MESSAGES), methods=["POST"]),
         HttpRoute("/v1beta/models/{model_action}", gemini, methods=["POST"]),
         HttpRoute("/v1/models/{model_action}", gemini, methods=["POST"]),  # google-genai
+        HttpRoute("/v1/capabilities", capabilities, methods=["POST"]),
+        HttpRoute("/.well-known/jwks.json", jwks, methods=["GET"]),
         HttpRoute("/v1/jobs/quote", quote, methods=["POST"]),
         HttpRoute("/v1/jobs/lock", lock, methods=["POST"]),
         HttpRoute("/v1/execute", execute, methods=["POST"]),

@@ -34,7 +34,7 @@ def error_response(status: int, code: str, message: str, **details: Any) -> JSON
 
 
 def domain_error_response(exc: ApicreditsError) -> JSONResponse:
-    response = JSONResponse(exc.to_dict(), status_code=exc.status)
+    response = JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_seconds + 0.999)))
     return response

@@ -82,6 +82,18 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        self.auth_method = Counter(
+            "apicredits_auth_requests",
+            "authenticated requests by how the caller proved itself (dpop, bearer, api_key)",
+            ["method"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "apicredits_auth_failures",
+            "requests refused at authentication, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.legacy_key_uses = Counter(
             "apicredits_static_key_uses", "requests authenticated by a static API key", registry=r
         )

@@ -16,13 +16,14 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from apicredits.auth.capabilities import require_scope
 from apicredits.errors import ApicreditsError, InvalidInput, RateLimited
 from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
 from apicredits.gateway.jobs import Job, JobStore
@@ -127,23 +128,40 @@ class Proxy:
             await self.http.close()
 
     # -- admission -----------------------------------------------------------------------
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(self, request: Request) -> Principal:
         started = time.perf_counter()
         try:
-            return await self.rt.authenticator.authenticate(headers)
+            principal = await self.rt.authenticator.authenticate(
+                request.headers, method=request.method, url=self.public_url(request)
+            )
+        except ApicreditsError as exc:
+            self.metrics.auth_failures.labels(str(exc.details.get("reason", exc.code))).inc()
+            raise
         finally:
             self.metrics.auth_verify.observe(time.perf_counter() - started)
+        self.metrics.auth_method.labels(principal.method).inc()
+        return principal
+
+    def public_url(self, request: Request) -> str:
+        """The URL the client addressed (DPoP ``htu``): ``public_url`` when configured (the
+        gateway behind a proxy), else what the request says."""
+        base = self.rt.settings.public_url
+        if base:
+            return base.rstrip("/") + request.url.path
+        return str(request.url.replace(query="", fragment=""))
 
     async def handle(self, request: Request, route: Route, model: str | None = None) -> Response:
         """A provider-compatible route: an implicit one-call job."""
         try:
             raw = await request.body()
             body = _json_body(request, raw)
-            principal = await self.authenticate(request.headers)
+            principal = await self.authenticate(request)
             key = request.headers.get("idempotency-key") or request.headers.get(
                 "apicredits-request-id"
             )
-            admitted = await self.admit(route, body, raw, principal, model, key, job=None)
+            admitted = await self.admit(
+                route, body, raw, principal, model, key, job=None, path=request.url.path
+            )
             if isinstance(admitted, Response):
                 return admitted
             call = admitted
@@ -161,8 +179,10 @@ class Proxy:
         idempotency_key: str | None,
         *,
         job: Job | None,
+        path: str,
     ) -> Call | Response:
-        """Validate, price, take the idempotency slot and the rate-limit lease (no lock yet)."""
+        """Validate, check scopes, price, take the idempotency slot and the rate-limit lease
+        (no lock yet)."""
         settings = self.rt.settings
         plan = plan_call(
             route,
@@ -171,6 +191,8 @@ class Proxy:
             default_max_output_tokens=settings.default_max_output_tokens,
             max_output_tokens_limit=settings.max_output_tokens_limit,
         )
+        if principal.scopes:
+            require_scope(principal.scopes, path, plan.model)
         tariff = (await self.rt.tariffs.book()).current(int(time.time()))
         target = self.router.resolve(plan.model, route.dialect, tariff)
         rate = tariff.rate(target.model)
@@ -523,6 +545,7 @@ class Proxy:
             details = {k: v for k, v in exc.details.items() if k not in ("code", "message")}
             body = error_body(route, exc.status, exc.code, exc.message, **details)
             response = Response(body, exc.status, media_type="application/json")
+        response.headers.update(exc.headers)
         retry_after = exc.retry_after if isinstance(exc, UpstreamFailed) else None
         if isinstance(exc, RateLimited):
             retry_after = str(max(1, int(exc.retry_after_seconds + 0.999)))

@@ -24,12 +24,14 @@ class TenantCreate(Body):
     name: Name = ""
     settings: dict[str, Any] = Field(default_factory=dict)
     legacy_keys: bool | None = None
+    dpop_required: bool | None = None
 
 
 class TenantPatch(Body):
     name: Name | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     legacy_keys: bool | None = None
+    dpop_required: bool | None = None
 
 
 class DepositCreate(Body):
@@ -87,3 +89,28 @@ class PlannedCallBody(Body):
 class QuoteCreate(Body):
     tenant_id: Id | None = None
     calls: Annotated[list[PlannedCallBody], Field(min_length=1, max_length=1000)]
+
+
+Scope = Annotated[StrictStr, Field(min_length=7, max_length=206)]
+
+
+class ServiceCreate(Body):
+    tenant_id: Id
+    project_id: Id | None = None
+    name: Name = ""
+    jwk: dict[str, Any]
+    scopes: Annotated[list[Scope], Field(max_length=64)] = Field(default_factory=list)
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    max_concurrent: Annotated[StrictInt, Field(gt=0, le=100_000)] | None = None
+    token_spend_cap_micro: MicroOrZero | None = None
+
+
+class ServiceKeyCreate(Body):
+    jwk: dict[str, Any]
+
+
+class RevocationCreate(Body):
+    kind: Literal["jti", "subject", "tenant"]
+    tenant_id: Id
+    value: Annotated[StrictStr, Field(max_length=256)] | None = None

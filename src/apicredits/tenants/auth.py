@@ -1,7 +1,7 @@
 """Authentication behind one interface: headers in, ``Principal`` out.
 
-Today a consumer credential is an API key; capability tokens will be another
-``Authenticator`` and the gateway will not notice the difference.
+API keys live here; capability tokens (the default) are ``auth.CapabilityAuthenticator``,
+which falls back to this one for tenants that opt in to static keys.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from apicredits.tenants.model import Principal
 
 class Authenticator(abc.ABC):
     @abc.abstractmethod
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """Establish the caller from request headers (lower-case names) or raise."""
+    async def authenticate(
+        self, headers: Mapping[str, str], *, method: str = "POST", url: str = ""
+    ) -> Principal:
+        """Establish the caller from request headers (lower-case names) or raise. ``method``
+        and ``url`` are the request's, for proofs of possession that sign them (DPoP)."""
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -38,7 +41,9 @@ class ApiKeyAuthenticator(Authenticator):
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
 
-    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(
+        self, headers: Mapping[str, str], *, method: str = "POST", url: str = ""
+    ) -> Principal:
         key = presented_key(headers)
         if key is None:
             raise Unauthorized("no credential presented")

@@ -281,4 +281,6 @@ def _credential(r: Row[Any]) -> Credential:
         r.tokens_per_minute,
         r.max_concurrent,
         r.revoked_at_us,
+        tuple(r.scopes.split()) if r.scopes else (),
+        r.token_spend_cap_micro,
     )

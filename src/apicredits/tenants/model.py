@@ -44,6 +44,8 @@ class Credential:
     tokens_per_minute: int | None = None
     max_concurrent: int | None = None
     revoked_at_us: int | None = None
+    scopes: tuple[str, ...] = ()  # empty: every route and model
+    token_spend_cap_micro: int | None = None  # services: the cap each token carries
 
     @property
     def revoked(self) -> bool:
@@ -52,7 +54,11 @@ class Credential:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling, as established by an ``Authenticator``."""
+    """Who is calling, as established by an ``Authenticator``.
+
+    ``scopes`` empty means every route and model; ``token_id`` is the capability token's
+    ``jti`` when the token carries its own spend cap (a budget with scope ``token``).
+    ``method`` is how the caller proved itself: api_key, dpop or bearer."""
 
     tenant_id: str
     project_id: str | None
@@ -60,6 +66,10 @@ class Principal:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     max_concurrent: int | None = None
+    scopes: tuple[str, ...] = ()
+    token_id: str | None = None
+    method: str = "api_key"
+    jkt: str | None = None  # the key a DPoP-bound token is bound to
 
     @property
     def account_id(self) -> str:
@@ -72,6 +82,8 @@ class Principal:
         if self.project_id:
             scopes.append(("project", self.project_id))
         scopes.append(("credential", self.credential_id))
+        if self.token_id is not None:
+            scopes.append(("token", self.token_id))
         return tuple(scopes)
 
 

@@ -83,7 +83,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def tenant(admin: httpx.Client, credits_micro: int) -> tuple[str, str]:
-    tid = admin.post("/admin/v1/tenants", json={"name": "w"}).json()["id"]
+    tid = admin.post("/admin/v1/tenants", json={"name": "w", "legacy_keys": True}).json()["id"]
     if credits_micro:
         r = admin.post(
             f"/admin/v1/tenants/{tid}/deposits",

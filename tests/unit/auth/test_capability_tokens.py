@@ -193,7 +193,9 @@ def test_every_reason_has_a_fixed_challenge(name: TokenReason) -> None:
     error = TokenError(name)
     assert error.reason == name
     assert error.details == {"reason": name}
-    assert error.www_authenticate.startswith('Bearer error="invalid_token", error_description="')
+    scheme = "DPoP" if name == "dpop_required" else "Bearer"
+    assert error.www_authenticate.startswith(f'{scheme} error="invalid_token", error_description="')
+    assert error.headers == {"WWW-Authenticate": error.www_authenticate}
     assert error.www_authenticate.count('"') == 4
 
 

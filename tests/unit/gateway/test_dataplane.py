@@ -428,7 +428,7 @@ def test_jobs_quote_lock_execute_settle(gateway: Gateway) -> None:
     for _ in range(3):
         r = httpx.post(
             f"{gateway.url}/v1/execute",
-            headers=auth,
+            headers={**auth, "usage-auth": job["usage_token"]},
             json={
                 "job_id": job["job_id"],
                 "request": {"model": "sim-gpt", "messages": PROMPT, "max_tokens": 40},
@@ -446,7 +446,7 @@ def test_jobs_quote_lock_execute_settle(gateway: Gateway) -> None:
     assert (balance["spent_micro"], balance["locked_micro"]) == (sum(costs), 0)
     refused = httpx.post(
         f"{gateway.url}/v1/execute",
-        headers=auth,
+        headers={**auth, "usage-auth": job["usage_token"]},
         json={"job_id": job["job_id"], "request": {"model": "sim-gpt", "messages": PROMPT}},
     )
     assert refused.status_code == 409
@@ -458,7 +458,7 @@ def test_a_job_refuses_calls_beyond_its_lock(gateway: Gateway) -> None:
     job = httpx.post(f"{gateway.url}/v1/jobs/lock", json={"amount_micro": 100}, headers=auth).json()
     r = httpx.post(
         f"{gateway.url}/v1/execute",
-        headers=auth,
+        headers={**auth, "usage-auth": job["usage_token"]},
         json={
             "job_id": job["job_id"],
             "request": {"model": "sim-gpt", "messages": PROMPT, "max_tokens": 1000},
