@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
+
+from apicredits.sdk import Curve, ServiceKey
+
+
+@dataclass(frozen=True)
+class Service:
+    tenant_id: str
+    client_id: str
+    key: ServiceKey
 
 
 @dataclass
@@ -27,6 +42,30 @@ class Gateway:
         key = self.admin.post("/admin/v1/keys", json={"tenant_id": tid, **key_limits}).json()
         return tid, key["key"]
 
+    def service(
+        self,
+        credits_micro: int = 10_000_000,
+        *,
+        tenant: dict[str, Any] | None = None,
+        curve: Curve = "Ed25519",
+        **service: Any,
+    ) -> Service:
+        """A new funded tenant (``tenant`` settings) with a registered service and its key."""
+        tid = self.admin.post("/admin/v1/tenants", json={"name": "t", **(tenant or {})}).json()[
+            "id"
+        ]
+        r = self.admin.post(
+            f"/admin/v1/tenants/{tid}/deposits",
+            json={"amount_micro": credits_micro, "idempotency_key": "fund"},
+        )
+        assert r.status_code == 201, r.text
+        key = ServiceKey.generate(curve)
+        r = self.admin.post(
+            "/admin/v1/services", json={"tenant_id": tid, "jwk": key.public_jwk(), **service}
+        )
+        assert r.status_code == 201, r.text
+        return Service(tid, r.json()["client_id"], key)
+
     def balance(self, tid: str) -> dict[str, int]:
         doc: dict[str, int] = self.admin.get(f"/admin/v1/tenants/{tid}/balance").json()
         return doc
@@ -37,3 +76,56 @@ def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+# -- a real `apicredits serve` with several worker processes -----------------------------------
+
+BIN = Path(sys.executable).parent / "apicredits"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_gateway(
+    tmp_path: Path, workers: int, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(port), "--workers", str(workers)],
+        env={
+            **os.environ,
+            "APICREDITS_DATA_DIR": str(tmp_path),
+            "APICREDITS_ADMIN_TOKEN": "t",
+            "APICREDITS_LOG_LEVEL": "WARNING",
+            **env,
+        },
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, "gateway exited"
+        assert time.monotonic() < deadline, "gateway did not start"
+        time.sleep(0.2)
+    return proc, url
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,6 +16,7 @@ import pytest
 
 from apicredits.demo import serving
 from apicredits.providers.simulator import create_sim_app
+from gateway_support import start_gateway, stop, worker_pids
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "apicredits"
@@ -28,58 +27,10 @@ CHAT = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def sim() -> Iterator[str]:
     with serving(create_sim_app()) as url:
         yield url
-
-
-def start_gateway(
-    tmp_path: Path, workers: int, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN), "serve", "--port", str(port), "--workers", str(workers)],
-        env={
-            **os.environ,
-            "APICREDITS_DATA_DIR": str(tmp_path),
-            "APICREDITS_ADMIN_TOKEN": "t",
-            "APICREDITS_LOG_LEVEL": "WARNING",
-            **env,
-        },
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, "gateway exited"
-        assert time.monotonic() < deadline, "gateway did not start"
-        time.sleep(0.2)
-    return proc, url
-
-
-def worker_pids(parent: int) -> list[int]:
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def tenant(admin: httpx.Client, credits_micro: int) -> tuple[str, str]:
