@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apicredits.sdk import CapabilityAuth, ServiceKey, client_assertion, dpop_proof, openai_client
 from gateway_support import Gateway, Service, wait_for
@@ -383,3 +385,50 @@ def test_static_keys_are_opt_in_and_counted(gateway: Gateway) -> None:
     ]
     assert len(uses) == 1
     assert float(uses[0].split()[-1]) >= 1
+
+
+HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300)
+JWS_LIKE = st.lists(
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", max_size=120),
+    min_size=1,
+    max_size=4,
+).map(".".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    scheme=st.sampled_from(["DPoP", "Bearer", "dpop", "Basic", ""]),
+    token=st.one_of(JWS_LIKE, HEADER_TEXT),
+    proof=st.one_of(st.none(), JWS_LIKE, HEADER_TEXT),
+)
+def test_fuzz_no_credential_is_accepted_or_crashes(
+    gateway: Gateway, scheme: str, token: str, proof: str | None
+) -> None:
+    headers = {"Authorization": f"{scheme} {token}".strip()}
+    if proof is not None:
+        headers["DPoP"] = proof
+    r = httpx.post(f"{gateway.url}{CHAT_PATH}", json=CHAT, headers=headers)
+    assert r.status_code in (400, 401, 403), r.text
+    assert r.json()["error"]["code"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    form=st.dictionaries(
+        st.sampled_from(
+            ["grant_type", "client_assertion_type", "client_assertion", "scope", "ttl", "x"]
+        ),
+        st.one_of(JWS_LIKE, HEADER_TEXT),
+    ),
+    proof=st.one_of(st.none(), JWS_LIKE),
+)
+def test_fuzz_token_requests_never_succeed_or_crash(
+    gateway: Gateway, form: dict[str, str], proof: str | None
+) -> None:
+    r = httpx.post(
+        f"{gateway.url}/v1/capabilities",
+        data={**GRANT, **form} if form.get("x") else form,
+        headers={"DPoP": proof} if proof else {},
+    )
+    assert r.status_code in (400, 401, 403), r.text
+    assert r.json()["error"]["code"]
