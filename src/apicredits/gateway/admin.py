@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from apicredits.errors import InvalidInput, Unauthorized
 from apicredits.gateway import schemas
+from apicredits.gateway.signin import session_tenant
 from apicredits.ledger import Transfer
 from apicredits.runtime import Runtime
 from apicredits.tariffs import PlannedCall, TariffVersion, build_quote
@@ -27,10 +28,18 @@ def runtime(request: Request) -> Runtime:
 
 
 async def require_admin(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> None:
+    """The operator's admin token opens everything; a tenant owner's wallet session (see
+    ``signin``) opens that tenant's own routes."""
     header = request.headers.get("authorization", "")
     presented = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    if not presented or not hmac.compare_digest(presented.encode(), rt.admin_token.encode()):
-        raise Unauthorized("admin token required: Authorization: Bearer <APICREDITS_ADMIN_TOKEN>")
+    if presented and hmac.compare_digest(presented.encode(), rt.admin_token.encode()):
+        return
+    if presented.startswith("eyJ"):
+        await session_tenant(rt, presented, request)
+        return
+    raise Unauthorized(
+        "admin token or tenant session required: Authorization: Bearer <APICREDITS_ADMIN_TOKEN>"
+    )
 
 
 RT = Annotated[Runtime, Depends(runtime)]
@@ -51,6 +60,7 @@ def tenant_doc(t: Tenant) -> dict[str, Any]:
         "settings": t.settings,
         "legacy_keys": bool(t.settings.get("legacy_keys", False)),
         "dpop_required": bool(t.settings.get("dpop_required", True)),
+        "owner_address": t.settings.get("owner_address"),
         "created_at": iso(t.created_at_us),
     }
 
@@ -122,6 +132,8 @@ async def create_tenant(body: schemas.TenantCreate, rt: RT) -> dict[str, Any]:
         settings["legacy_keys"] = body.legacy_keys
     if body.dpop_required is not None:
         settings["dpop_required"] = body.dpop_required
+    if body.owner_address is not None:
+        settings["owner_address"] = body.owner_address
     return tenant_doc(await rt.directory.create_tenant(body.name, settings))
 
 
@@ -142,6 +154,8 @@ async def patch_tenant(tenant_id: str, body: schemas.TenantPatch, rt: RT) -> dic
         changes["legacy_keys"] = body.legacy_keys
     if body.dpop_required is not None:
         changes["dpop_required"] = body.dpop_required
+    if body.owner_address is not None:
+        changes["owner_address"] = body.owner_address
     return tenant_doc(await rt.directory.update_tenant_settings(tenant_id, changes))
 
 

@@ -40,6 +40,16 @@ async def create_service(body: schemas.ServiceCreate, rt: RT) -> dict[str, Any]:
     return service_doc(cred, await rt.services.keys(cred.id))
 
 
+@router.post("/tenants/{tenant_id}/services", status_code=201)
+async def create_tenant_service(
+    tenant_id: str, body: schemas.ServiceCreate, rt: RT
+) -> dict[str, Any]:
+    """``POST /services`` under the tenant's own path, for tenant owners' sessions."""
+    if body.tenant_id != tenant_id:
+        raise InvalidInput("tenant_id in the body must be the path's", field="tenant_id")
+    return await create_service(body, rt)
+
+
 @router.get("/services/{client_id}")
 async def get_service(client_id: str, rt: RT) -> dict[str, Any]:
     cred = await rt.services.service(client_id)
@@ -69,6 +79,16 @@ async def rotate_signing_key(rt: RT) -> dict[str, Any]:
     return {"current_kid": ring.current.kid, **ring.jwks(int(time.time()))}
 
 
+@router.post("/tenants/{tenant_id}/revocations", status_code=201)
+async def revoke_for_tenant(
+    tenant_id: str, body: schemas.RevocationCreate, rt: RT
+) -> dict[str, Any]:
+    """``POST /revocations`` under the tenant's own path, for tenant owners' sessions."""
+    if body.tenant_id != tenant_id:
+        raise InvalidInput("tenant_id in the body must be the path's", field="tenant_id")
+    return await revoke(body, rt)
+
+
 @router.post("/revocations", status_code=201)
 async def revoke(body: schemas.RevocationCreate, rt: RT) -> dict[str, Any]:
     """Revoke tokens: one (``jti``), every token of a service issued until now (``subject``),
@@ -79,6 +99,8 @@ async def revoke(body: schemas.RevocationCreate, rt: RT) -> dict[str, Any]:
         value, until = body.value or "", now + MAX_TTL_SECONDS + 60  # outlives any token
     elif body.kind == "subject":
         service = await rt.services.service(body.value or "")
+        if service.tenant_id != tenant.id:
+            raise InvalidInput("this service belongs to another tenant", field="value")
         value, until = service.id, now + 1
     else:
         value, until = "", now + 1

@@ -31,6 +31,7 @@ from apicredits.gateway.errors import (
 from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.routing import Router
+from apicredits.gateway.signin import router as signin_router
 from apicredits.runtime import Runtime
 from apicredits.settings import Settings
 
@@ -48,6 +49,7 @@ def control_plane() -> FastAPI:
     install_error_handlers(app)
     app.include_router(admin_router)
     app.include_router(admin_auth_router)
+    app.include_router(signin_router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from apicredits.money import MAX_MICRO
 
@@ -16,6 +16,18 @@ ClientId = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[
 Name = Annotated[StrictStr, Field(max_length=200)]
 
 
+def _checksummed(address: str) -> str:
+    from eth_utils.address import is_checksum_address
+
+    if not is_checksum_address(address):
+        raise ValueError("an Ethereum address in EIP-55 mixed-case checksum form")
+    return address
+
+
+# The wallet that may sign in for a tenant (SIWE): EIP-55 checksummed, as SIWE messages are.
+Address = Annotated[StrictStr, Field(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(_checksummed)]
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,6 +37,7 @@ class TenantCreate(Body):
     settings: dict[str, Any] = Field(default_factory=dict)
     legacy_keys: bool | None = None
     dpop_required: bool | None = None
+    owner_address: Address | None = None
 
 
 class TenantPatch(Body):
@@ -32,6 +45,7 @@ class TenantPatch(Body):
     settings: dict[str, Any] = Field(default_factory=dict)
     legacy_keys: bool | None = None
     dpop_required: bool | None = None
+    owner_address: Address | None = None
 
 
 class DepositCreate(Body):
