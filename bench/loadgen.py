@@ -36,13 +36,35 @@ def build_request(host: str, port: int, path: str, body: bytes, headers: dict[st
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+class Requests:
+    """One request sent over and over, or distinct ones each sent once (e.g. DPoP proofs),
+    shared by every connection; a connection stops when distinct ones run out."""
+
+    def __init__(self, request: bytes | list[bytes]) -> None:
+        self.many = isinstance(request, list)
+        self.items = list(request) if isinstance(request, list) else [request]
+        self.index = 0
+
+    def next(self) -> bytes | None:
+        if not self.many:
+            return self.items[0]
+        if self.index >= len(self.items):
+            return None
+        self.index += 1
+        return self.items[self.index - 1]
+
+
 async def _connection(
-    host: str, port: int, request: bytes, deadline: float, max_requests: int | None, out: Result
-) -> None:
+    host: str, port: int, requests: Requests, deadline: float, max_requests: int | None,
+    out: Result,
+) -> None:  # fmt: skip
     reader, writer = await asyncio.open_connection(host, port)
     sent = 0
     try:
         while time.perf_counter() < deadline and (max_requests is None or sent < max_requests):
+            request = requests.next()
+            if request is None:
+                break
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -64,14 +86,16 @@ async def _connection(
 
 
 async def _run(
-    host: str, port: int, request: bytes, connections: int, seconds: float, max_requests: int | None
-) -> Result:
+    host: str, port: int, request: bytes | list[bytes], connections: int, seconds: float,
+    max_requests: int | None,
+) -> Result:  # fmt: skip
     out = Result(0, 0, 0.0, [])
     started = time.perf_counter()
     deadline = started + seconds
     per_conn = None if max_requests is None else -(-max_requests // connections)
+    requests = Requests(request)
     await asyncio.gather(
-        *(_connection(host, port, request, deadline, per_conn, out) for _ in range(connections))
+        *(_connection(host, port, requests, deadline, per_conn, out) for _ in range(connections))
     )
     out.seconds = time.perf_counter() - started
     return out
@@ -80,7 +104,7 @@ async def _run(
 def run(
     host: str,
     port: int,
-    request: bytes,
+    request: bytes | list[bytes],
     connections: int,
     seconds: float,
     max_requests: int | None = None,

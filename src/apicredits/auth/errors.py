@@ -39,7 +39,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "lifetime_too_long": "the token lives longer than allowed",
     "dpop_required": "this tenant requires DPoP-bound tokens: use Authorization: DPoP",
     "unknown_client": "no such client or it has been revoked",
-    "replayed": "this client assertion was already used",
+    "replayed": "this one-time value (client assertion or sign-in nonce) was already used",
     "wrong_job": "the usage token is bound to another job",
 }
 assert set(_DESCRIPTIONS) == set(get_args(TokenReason))
