@@ -2,9 +2,11 @@
 
 Starts the provider simulator and the gateway on free loopback ports with a temporary data
 directory (SQLite, in-process limits), then does what a platform team would: a tenant with
-credits and a key; the seed API — quote, lock, three executes (chat, streamed chat,
-embeddings), settle; a call through the official ``openai`` SDK on the compatible route;
-one call refused for budget; and a table of every charge and the balances.
+credits and a service that holds a key pair (no static secret: DPoP-bound capability tokens
+through ``apicredits.sdk``); the seed API — quote, lock, three executes (chat, streamed chat,
+embeddings), settle; a call through the official ``openai`` SDK (``sdk.openai_client``,
+DPoP) on the compatible route; one call refused for budget; and a table of every charge
+and the balances.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rich.table import Table
 from apicredits.errors import ApicreditsError
 from apicredits.gateway.app import create_app
 from apicredits.money import format_micro
+from apicredits.sdk import CapabilityAuth, ServiceKey, openai_client
 from apicredits.settings import Settings
 
 console = Console()
@@ -110,7 +113,7 @@ def _scenario(url: str, admin: httpx.Client) -> None:
     import openai
 
     rows: list[tuple[str, str, str]] = []
-    tenant = _ok(admin.post("/admin/v1/tenants", json={"name": "Acme AI", "legacy_keys": True}))
+    tenant = _ok(admin.post("/admin/v1/tenants", json={"name": "Acme AI"}))
     tid = tenant["id"]
     _ok(
         admin.post(
@@ -119,9 +122,19 @@ def _scenario(url: str, admin: httpx.Client) -> None:
         )
     )
     rows.append(("deposit (admin top-up)", "+2.000000", "credits for tenant Acme AI"))
-    key = _ok(admin.post("/admin/v1/keys", json={"tenant_id": tid, "name": "demo"}))["key"]
-    auth = {"Authorization": f"Bearer {key}"}
-    api = httpx.Client(base_url=url, headers=auth, timeout=30)
+    # No static key: the service registers a public key and proves possession of it for
+    # short-lived capability tokens, each request carrying a DPoP proof (apicredits.sdk).
+    key = ServiceKey.generate()
+    service = _ok(
+        admin.post(
+            "/admin/v1/services",
+            json={"tenant_id": tid, "name": "demo", "jwk": key.public_jwk()},
+        )
+    )
+    client_id = service["client_id"]
+    auth = CapabilityAuth(url, client_id, key)
+    api = httpx.Client(base_url=url, auth=auth, timeout=30)
+    rows.append(("register service", "", f"{client_id}: Ed25519 public key, no secret"))
 
     calls = [
         {"model": "sim-gpt", "input_tokens": 200, "max_output_tokens": 64},
@@ -129,6 +142,10 @@ def _scenario(url: str, admin: httpx.Client) -> None:
         {"model": "sim-embed", "input_tokens": 200, "max_output_tokens": 0},
     ]
     quote = _ok(api.post("/v1/jobs/quote", json={"calls": calls}))
+    assert auth.token is not None
+    rows.append(
+        ("capability token", "", f"{auth.token.token_type}-bound, {auth.token.scopes[-1]} …")
+    )
     rows.append(
         (
             "quote (signed, Ed25519)",
@@ -181,14 +198,14 @@ def _scenario(url: str, admin: httpx.Client) -> None:
         )
     )
 
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    client = openai_client(url, client_id, key, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="sim-gpt", messages=PROMPT, max_tokens=64
     )
     usage = raw.parse().usage
     rows.append(
         (
-            "openai SDK: chat.completions",
+            "openai SDK (DPoP): chat",
             format_micro(int(raw.headers["apicredits-cost-micro"])),
             f"{usage.prompt_tokens if usage else '?'} in / "
             f"{usage.completion_tokens if usage else '?'} out tokens",
