@@ -79,6 +79,23 @@ class Settings(BaseSettings):
     auth_refresh_seconds: float = Field(
         1.0, gt=0, description="how often workers pick up revocations and key rotations"
     )
+    # -- chain (on-chain credits): unset RPC URL = the embedded chain under data_dir/chain
+    chain_rpc_url: str | None = Field(None, description="JSON-RPC URL; unset = embedded chain")
+    chain_id: int | None = Field(
+        None, ge=1, description="expected chain id (checked against the node)"
+    )
+    chain_keyfile: Path | None = Field(None, description="encrypted JSON keystore of the deployer")
+    chain_keyfile_password: SecretStr | None = None
+    chain_keyfile_password_file: Path | None = None
+    chain_private_key: SecretStr | None = Field(None, description="deployer key (hex)")
+    chain_confirmations: int | None = Field(
+        None, ge=0, description="blocks before a deposit counts; default 0 embedded, 2 RPC"
+    )
+    chain_deployment_file: Path | None = Field(
+        None, description="default: data_dir/chain/deployment-<chain id>.json"
+    )
+    chain_withdraw_delay_seconds: int = Field(86400, ge=0, le=365 * 86400)
+    chain_poll_seconds: float = Field(2.0, gt=0, description="how often the indexer polls")
 
     @classmethod
     def settings_customise_sources(

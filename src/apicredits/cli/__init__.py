@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from apicredits.cli import admin
+from apicredits.cli import admin, chain
 from apicredits.errors import ApicreditsError
 from apicredits.logs import json_log_config
 
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(admin.app, name="admin")
+app.add_typer(chain.app, name="chain")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -40,6 +41,12 @@ def serve(
     if settings.admin_token is None:
         settings.resolve_admin_token()
         typer.echo(f"admin token: {settings.data_dir / 'admin-token'}", err=True)
+    if workers > 1 and not settings.redis_url:
+        typer.echo(
+            "warning: without APICREDITS_REDIS_URL each worker keeps its own rate limits and "
+            "DPoP replay cache; set it to share them across workers",
+            err=True,
+        )
 
     async def migrate() -> None:
         db = Database(settings.effective_database_url)

@@ -1,0 +1,238 @@
+"""``Indexer``: apply the credit vault's events to the ledger, exactly once.
+
+- ``Deposit(tenant, payer, amount)`` credits the tenant's account (world -> tenant) and
+  ``Withdraw(tenant, amount)`` debits it (tenant -> world). The vault's withdrawal delay is
+  what lets the settler burn credits consumed off chain before they can be withdrawn, so
+  the ledger debits when the stablecoin actually leaves.
+- The tenant is whoever linked the event's ``tenant`` address (``Wallets``); an event for
+  an unlinked address is recorded as ``unassigned`` and moves no credits.
+- Ledger transfer ids are ``chain:<chain id>:<tx hash>:<log index>``, a ``:<n>`` suffix for
+  the n-th re-inclusion after a reorg. The ledger is idempotent by id, so a crash between
+  the ledger batch and the bookkeeping write simply replays to the same transfers. The
+  ``chain:`` prefix (and a JSON memo with ``"source": "chain"``) marks on-chain credits;
+  admin top-ups are ``deposit:...`` with ``"source": "admin"``.
+- Events count only under ``confirmations`` blocks. The cursor (last block and its hash)
+  is durable; when the hash at the cursor changes, the indexer walks its applied events
+  back to the newest block still on the chain, reverses each orphaned one with a new
+  transfer ``chain-reorg:<id>`` (never an UPDATE of the ledger), and re-scans from there.
+- Throughput: one ``eth_getLogs`` per block range, one ledger batch (group commit) and one
+  bookkeeping transaction per range.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+from apicredits.chain.base import Chain, EventLog
+from apicredits.chain.deployment import Deployment
+from apicredits.chain.wallets import tenants_of
+from apicredits.db.schema import chain_cursors, chain_events
+from apicredits.errors import ApicreditsError
+from apicredits.ledger import WORLD_ACCOUNT, Command, Deposit, Ledger, Move, tenant_account
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("Deposit", "Withdraw")
+MAX_AMOUNT = 2**63 - 1  # the ledger's BIGINT
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    block_number: int
+    block_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    head: int
+    cursor: Cursor | None
+    applied: int  # events recorded this pass (credited, debited, unassigned or refused)
+    reversed: int  # events reversed because a reorg removed their block
+
+
+def transfer_id(event: EventLog, generation: int) -> str:
+    base = f"chain:{event.chain_id}:{event.tx_hash}:{event.log_index}"
+    return base if generation == 0 else f"{base}:{generation}"
+
+
+class Indexer:
+    def __init__(
+        self,
+        chain: Chain,
+        ledger: Ledger,
+        deployment: Deployment,
+        *,
+        confirmations: int = 0,
+        batch_blocks: int = 2000,
+    ) -> None:
+        self.chain, self.ledger, self.db = chain, ledger, ledger.db
+        self.chain_id, self.vault = chain.chain_id, deployment.vault
+        self.start_block = deployment.deploy_block
+        self.confirmations, self.batch_blocks = confirmations, batch_blocks
+
+    async def cursor(self) -> Cursor | None:
+        stmt = select(chain_cursors).where(
+            chain_cursors.c.chain_id == self.chain_id, chain_cursors.c.vault == self.vault
+        )
+        row = await self.db.read(lambda c: c.execute(stmt).first())
+        return None if row is None else Cursor(row.block_number, row.block_hash)
+
+    async def run(self, poll_seconds: float) -> None:
+        """Sync forever (a background task); errors are logged and retried."""
+        while True:
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("chain indexer pass failed; will retry")
+            await asyncio.sleep(poll_seconds)
+
+    async def sync(self) -> SyncReport:
+        """Apply every event confirmed since the cursor; handles a reorg first."""
+        head = await asyncio.to_thread(self.chain.block_number)
+        cursor, reversed_ = await self.cursor(), 0
+        if cursor is not None:
+            current = await asyncio.to_thread(self.chain.block_hash, cursor.block_number)
+            if current != cursor.block_hash:
+                cursor, reversed_ = await self._rewind(cursor)
+        start = cursor.block_number + 1 if cursor else self.start_block
+        applied = 0
+        while start <= head - self.confirmations:
+            end = min(start + self.batch_blocks - 1, head - self.confirmations)
+            end_hash = await asyncio.to_thread(self.chain.block_hash, end)
+            events = await asyncio.to_thread(
+                self.chain.events, self.vault, "credit_vault", EVENTS, start, end
+            )
+            if end_hash is None or end_hash != await asyncio.to_thread(self.chain.block_hash, end):
+                break  # the chain moved under the scan: the next pass sees the reorg
+            applied += await self._apply(events, Cursor(end, end_hash))
+            cursor, start = Cursor(end, end_hash), end + 1
+        return SyncReport(head, cursor, applied, reversed_)
+
+    # -- applying a range
+    async def _apply(self, events: Sequence[EventLog], end: Cursor) -> int:
+        def read(conn: Connection) -> tuple[dict[str, str], Counter[tuple[str, int]]]:
+            owners = tenants_of(conn, [str(e.args["tenant"]) for e in events])
+            stmt = select(chain_events.c.tx_hash, chain_events.c.log_index).where(
+                chain_events.c.chain_id == self.chain_id,
+                chain_events.c.tx_hash.in_({e.tx_hash for e in events}),
+            )
+            return owners, Counter((r.tx_hash, r.log_index) for r in conn.execute(stmt))
+
+        owners, seen = await self.db.read(read) if events else ({}, Counter())
+        rows: list[dict[str, Any]] = []
+        pending: list[tuple[dict[str, Any], Command]] = []
+        now = self.ledger.clock_us()
+        for e in events:
+            address, amount = str(e.args["tenant"]), int(e.args["amount"])
+            tenant = owners.get(address)
+            row = {"transfer_id": transfer_id(e, seen[(e.tx_hash, e.log_index)]),
+                   "chain_id": self.chain_id, "vault": self.vault, "tx_hash": e.tx_hash,
+                   "log_index": e.log_index, "block_number": e.block_number,
+                   "block_hash": e.block_hash, "event": e.event, "address": address,
+                   "tenant_id": tenant, "amount": str(amount), "status": "applied",
+                   "reason": "", "reversal_id": None, "created_at_us": now}  # fmt: skip
+            rows.append(row)
+            if tenant is None:
+                row.update(status="unassigned", reason="no tenant linked to this address")
+            elif amount > MAX_AMOUNT:
+                row.update(status="refused", reason="amount exceeds the ledger's range")
+            else:
+                pending.append((row, self._command(e, str(row["transfer_id"]), tenant, amount)))
+        results = await self.ledger.execute_many([c for _, c in pending]) if pending else []
+        for (row, _), result in zip(pending, results, strict=True):
+            if isinstance(result, ApicreditsError):
+                row.update(status="refused", reason=result.message)
+                log.error("chain event %s not applied: %s", row["transfer_id"], result.message)
+        try:
+            await self.db.write(lambda c: self._record(c, rows, end))
+        except IntegrityError:  # another indexer recorded this range first
+            log.info(
+                "chain events up to block %d were recorded by another indexer", end.block_number
+            )
+        return len(rows)
+
+    def _command(self, e: EventLog, tid: str, tenant: str, amount: int) -> Command:
+        memo = json.dumps({"source": "chain", "chain_id": e.chain_id, "tx_hash": e.tx_hash,
+                           "log_index": e.log_index, "block": e.block_number, "event": e.event,
+                           "payer": e.args.get("payer")})  # fmt: skip
+        if e.event == "Deposit":
+            return Deposit(tid, tenant_account(tenant), amount, memo=memo)
+        return Move(tid, tenant_account(tenant), WORLD_ACCOUNT, amount, memo=memo)
+
+    def _record(self, conn: Connection, rows: list[dict[str, Any]], cursor: Cursor | None) -> None:
+        if rows:
+            conn.execute(chain_events.insert(), rows)
+        key = (chain_cursors.c.chain_id == self.chain_id) & (chain_cursors.c.vault == self.vault)
+        if cursor is None:
+            conn.execute(delete(chain_cursors).where(key))
+            return
+        values = {"chain_id": self.chain_id, "vault": self.vault, "updated_at_us":
+                  self.ledger.clock_us(), "block_number": cursor.block_number,
+                  "block_hash": cursor.block_hash}  # fmt: skip
+        factory = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = factory(chain_cursors).values(values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["chain_id", "vault"], set_=values))
+
+    # -- reorgs
+    async def _rewind(self, cursor: Cursor) -> tuple[Cursor | None, int]:
+        """Reverse the events of blocks no longer on the chain; returns the new cursor (the
+        newest recorded block still on the chain, or None) and how many were reversed."""
+        stmt = (
+            select(chain_events)
+            .where(chain_events.c.chain_id == self.chain_id, chain_events.c.vault == self.vault,
+                   chain_events.c.reversal_id.is_(None),
+                   chain_events.c.block_number <= cursor.block_number)
+            .order_by(chain_events.c.block_number.desc())
+        )  # fmt: skip
+        rows = await self.db.read(lambda c: c.execute(stmt).all())
+        orphaned: list[Any] = []
+        ancestor: Cursor | None = None
+        for number, group in itertools.groupby(rows, key=lambda r: r.block_number):
+            block = list(group)
+            current = await asyncio.to_thread(self.chain.block_hash, number)
+            if current == block[0].block_hash:
+                ancestor = Cursor(number, block[0].block_hash)
+                break
+            orphaned.extend(block)
+        log.warning("chain %d reorg below block %d: reversing %d events",
+                    self.chain_id, cursor.block_number, len(orphaned))  # fmt: skip
+        reversals: list[Command] = []
+        for r in (r for r in orphaned if r.status == "applied"):
+            rid, account, amount = (
+                f"chain-reorg:{r.transfer_id}",
+                tenant_account(r.tenant_id),
+                int(r.amount),
+            )
+            memo = json.dumps(
+                {"source": "chain", "reorg_of": r.transfer_id, "block": r.block_number}
+            )
+            if r.event == "Deposit":
+                reversals.append(Move(rid, account, WORLD_ACCOUNT, amount, memo=memo))
+            else:
+                reversals.append(Deposit(rid, account, amount, memo=memo))
+        for command, result in zip(
+            reversals, await self.ledger.execute_many(reversals), strict=True
+        ):
+            if isinstance(result, ApicreditsError):  # e.g. the credits were spent meanwhile
+                log.error("reorg reversal %s failed: %s", command.id, result.message)
+
+        def record(conn: Connection) -> None:
+            for r in orphaned:
+                conn.execute(update(chain_events).where(chain_events.c.transfer_id == r.transfer_id)
+                             .values(reversal_id=f"chain-reorg:{r.transfer_id}"))  # fmt: skip
+            self._record(conn, [], ancestor)
+
+        await self.db.write(record)
+        return ancestor, len(orphaned)

@@ -1,0 +1,239 @@
+"""``RpcChain``: anvil or a real network over JSON-RPC (web3.py, HTTP).
+
+Transactions are signed here with local keys (the configured deployer, plus anvil's dev
+accounts when the node is chain 31337), gas is estimated first (so a revert is reported
+with its reason and nothing is sent), and ``transact`` waits for the receipt.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from hexbytes import HexBytes
+from web3 import HTTPProvider, Web3
+from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3RPCError
+
+from apicredits.chain.abi import revert_reason
+from apicredits.chain.base import ArtifactLoader, Chain, RawLog, Receipt
+from apicredits.chain.errors import (
+    HOW_TO_START_ANVIL,
+    ChainError,
+    ChainUnavailable,
+    TransactionReverted,
+    WrongChain,
+)
+from apicredits.chain.keys import ANVIL_CHAIN_ID, dev_accounts
+
+T = TypeVar("T")
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex() if not isinstance(value, str) else value
+
+
+def _reason(exc: Exception) -> str:
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x") and len(data) > 2:
+        return revert_reason(bytes.fromhex(data[2:]))
+    message = str(exc.args[0] if exc.args else exc)
+    return message.removeprefix("execution reverted: ").removeprefix("execution reverted")
+
+
+class RpcChain(Chain):
+    def __init__(
+        self,
+        url: str,
+        *,
+        chain_id: int | None = None,
+        signer: LocalAccount | None = None,
+        artifacts: ArtifactLoader | None = None,
+        receipt_timeout_seconds: float = 120.0,
+    ) -> None:
+        """``chain_id``: the id the node must report (None: whatever it reports)."""
+        super().__init__(artifacts)
+        self.url = url
+        self._session = requests.Session()
+        provider = HTTPProvider(
+            url,
+            request_kwargs={"timeout": 30},
+            session=self._session,
+            exception_retry_configuration=None,  # fail fast; callers retry
+        )
+        self.w3 = Web3(provider)
+        self._receipt_timeout = receipt_timeout_seconds
+        try:
+            actual = self._rpc(lambda: int(self.w3.eth.chain_id))
+            if chain_id is not None and actual != chain_id:
+                raise WrongChain(chain_id, actual, f"the node at {url}")
+            keys = [signer] if signer is not None else []
+            if actual == ANVIL_CHAIN_ID:
+                keys += [a for a in dev_accounts() if signer is None or a.address != signer.address]
+            if not keys:
+                raise ChainError(
+                    f"no key to send transactions on chain {actual}: set "
+                    "APICREDITS_CHAIN_KEYFILE (+ password) or APICREDITS_CHAIN_PRIVATE_KEY"
+                )
+        except ChainError:
+            self._session.close()
+            raise
+        self.chain_id = actual
+        self._keys = {k.address: k for k in keys}
+        self._nonces: dict[str, int] = {}
+
+    def _rpc(self, work: Callable[[], T]) -> T:
+        try:
+            return work()
+        except OSError as exc:
+            raise ChainUnavailable(
+                f"cannot reach the chain node at {self.url} ({type(exc).__name__}); "
+                + HOW_TO_START_ANVIL
+            ) from None
+
+    def _raw(self, method: str, *params: Any) -> Any:
+        response = self._rpc(lambda: self.w3.provider.make_request(method, list(params)))  # type: ignore[arg-type]
+        if "error" in response:
+            raise ChainError(f"{method} failed: {response['error']}")
+        return response.get("result")
+
+    @property
+    def accounts(self) -> list[str]:
+        return list(self._keys)
+
+    # -- blocks
+    def block_number(self) -> int:
+        return self._rpc(lambda: int(self.w3.eth.block_number))
+
+    def block_hash(self, number: int) -> str | None:
+        try:
+            block = self._rpc(lambda: self.w3.eth.get_block(number))
+        except BlockNotFound:
+            return None
+        return _hex(block["hash"])
+
+    def block_timestamp(self, number: int | None = None) -> int:
+        block = self._rpc(lambda: self.w3.eth.get_block("latest" if number is None else number))
+        return int(block["timestamp"])
+
+    def time_travel(self, seconds: int) -> None:
+        self._raw("evm_increaseTime", int(seconds))
+
+    def mine(self, blocks: int = 1) -> None:
+        self._raw("anvil_mine", hex(blocks))
+
+    def snapshot(self) -> int:
+        return int(self._raw("evm_snapshot"), 16)
+
+    def revert(self, snapshot_id: int) -> None:
+        if not self._raw("evm_revert", hex(snapshot_id)):
+            raise ChainError(f"the node has no snapshot {snapshot_id}")
+        self._nonces.clear()
+
+    # -- contracts
+    def deploy(self, artifact_name: str, *args: Any, sender: str | None = None) -> str:
+        data = self.interface(artifact_name).deploy_data(*args)
+        receipt = self._send(sender, None, data, artifact_name)
+        assert receipt.contract_address is not None
+        return receipt.contract_address
+
+    def transact(
+        self, address: str, artifact_name: str, fn: str, *args: Any, sender: str | None = None
+    ) -> Receipt:
+        data = self.interface(artifact_name).call_data(fn, *args)
+        return self._send(sender, to_checksum_address(address), data, f"{artifact_name}.{fn}")
+
+    def call(
+        self, address: str, artifact_name: str, fn: str, *args: Any, sender: str | None = None
+    ) -> Any:
+        iface = self.interface(artifact_name)
+        tx = {"to": to_checksum_address(address), "data": _hex(iface.call_data(fn, *args))}
+        if sender is not None:
+            tx["from"] = sender
+        try:
+            out = self._rpc(lambda: self.w3.eth.call(tx))  # type: ignore[arg-type]
+        except (ContractLogicError, Web3RPCError) as exc:
+            raise TransactionReverted(f"{artifact_name}.{fn}", _reason(exc)) from None
+        return iface.decode_output(fn, bytes(out))
+
+    def _send(self, sender: str | None, to: str | None, data: bytes, fn: str) -> Receipt:
+        sender = to_checksum_address(sender or self.default_sender)
+        key = self._keys.get(sender)
+        if key is None:
+            raise ChainError(f"no key for sender {sender} on chain {self.chain_id}")
+        tx: dict[str, Any] = {"from": sender, "data": _hex(data), "chainId": self.chain_id}
+        if to is not None:
+            tx["to"] = to
+        with self._lock:
+            try:
+                tx["gas"] = self._rpc(lambda: self.w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
+            except (ContractLogicError, Web3RPCError) as exc:
+                raise TransactionReverted(fn, _reason(exc)) from None
+            tx["gas"] = tx["gas"] * 6 // 5 + 10_000
+            base = int(self._rpc(lambda: self.w3.eth.get_block("latest")).get("baseFeePerGas", 0))
+            tip = self._rpc(lambda: int(self.w3.eth.max_priority_fee))
+            tx.update(maxPriorityFeePerGas=tip, maxFeePerGas=2 * base + tip)
+            nonce = self._nonces.get(sender)
+            if nonce is None:
+                nonce = self._rpc(lambda: self.w3.eth.get_transaction_count(sender, "pending"))
+            tx["nonce"] = nonce
+            raw = key.sign_transaction(tx).raw_transaction
+            try:
+                tx_hash = self._rpc(lambda: self.w3.eth.send_raw_transaction(raw))
+            except Web3RPCError:
+                self._nonces.pop(sender, None)
+                raise
+            self._nonces[sender] = nonce + 1
+        receipt = self._wait(HexBytes(tx_hash))
+        if int(receipt["status"]) != 1:
+            raise TransactionReverted(fn, "status 0", _hex(tx_hash))
+        return Receipt(
+            _hex(receipt["transactionHash"]),
+            int(receipt["blockNumber"]),
+            int(receipt["gasUsed"]),
+            1,
+            tuple(self._log(g) for g in receipt["logs"]),
+            receipt.get("contractAddress"),
+        )
+
+    def _wait(self, tx_hash: HexBytes) -> Any:
+        deadline = time.monotonic() + self._receipt_timeout
+        delay = 0.002
+        while True:
+            try:
+                return self._rpc(lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+            except TransactionNotFound:
+                if time.monotonic() > deadline:
+                    raise ChainError(f"no receipt for {tx_hash.to_0x_hex()} in time") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    @staticmethod
+    def _log(g: Any) -> RawLog:
+        return RawLog(
+            to_checksum_address(g["address"]),
+            tuple(bytes(t) for t in g["topics"]),
+            bytes(g["data"]),
+            int(g["blockNumber"]),
+            _hex(g["blockHash"]),
+            _hex(g["transactionHash"]),
+            int(g["logIndex"]),
+        )
+
+    def raw_logs(
+        self, address: str, topics: Sequence[bytes], from_block: int, to_block: int
+    ) -> list[RawLog]:
+        query = {
+            "address": to_checksum_address(address),
+            "topics": [[_hex(t) for t in topics]],
+            "fromBlock": from_block,
+            "toBlock": to_block,
+        }
+        found = self._rpc(lambda: self.w3.eth.get_logs(query))  # type: ignore[arg-type]
+        return sorted((self._log(g) for g in found), key=lambda g: (g.block_number, g.log_index))
+
+    def close(self) -> None:
+        self._session.close()
