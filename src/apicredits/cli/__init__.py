@@ -9,7 +9,11 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from apicredits.cli import admin, chain
+from apicredits.cli import (
+    admin,
+    chain,
+    services,  # noqa: F401 - registers its commands on admin.app
+)
 from apicredits.errors import ApicreditsError
 from apicredits.logs import json_log_config
 

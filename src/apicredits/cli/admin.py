@@ -19,7 +19,9 @@ from apicredits.settings import Settings
 app = typer.Typer(help="Manage tenants, credits, keys, budgets and tariffs.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects of a tenant.", no_args_is_help=True)
-key_app = typer.Typer(help="API keys (consumer credentials).", no_args_is_help=True)
+key_app = typer.Typer(
+    help="Static API keys (only for tenants with legacy_keys).", no_args_is_help=True
+)
 budget_app = typer.Typer(help="Spend caps per tenant, project or key.", no_args_is_help=True)
 tariff_app = typer.Typer(help="Versioned rate cards.", no_args_is_help=True)
 lock_app = typer.Typer(help="Two-phase spending: lock, consume, refund.", no_args_is_help=True)
@@ -105,8 +107,17 @@ def amount(micro: int | None, credits: str | None) -> int:
 def tenant_create(
     name: Annotated[str, typer.Option(help="display name")] = "",
     legacy_keys: Annotated[bool, typer.Option(help="allow static API keys")] = False,
+    dpop_required: Annotated[
+        bool, typer.Option(help="require DPoP-bound tokens (else bearer tokens are accepted)")
+    ] = True,
+    owner_address: Annotated[
+        str | None, typer.Option(help="the owner's wallet (EIP-55), for Sign-In with Ethereum")
+    ] = None,
 ) -> None:
-    show(call("POST", "/tenants", json={"name": name, "legacy_keys": legacy_keys}))
+    body = {"name": name, "legacy_keys": legacy_keys, "dpop_required": dpop_required}
+    if owner_address is not None:
+        body["owner_address"] = owner_address
+    show(call("POST", "/tenants", json=body))
 
 
 @tenant_app.command("list")
