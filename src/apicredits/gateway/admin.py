@@ -33,6 +33,7 @@ async def require_admin(request: Request, rt: Annotated[Runtime, Depends(runtime
     header = request.headers.get("authorization", "")
     presented = header[7:].strip() if header[:7].lower() == "bearer " else ""
     if presented and hmac.compare_digest(presented.encode(), rt.admin_token.encode()):
+        request.state.operator = True
         return
     if presented.startswith("eyJ"):
         await session_tenant(rt, presented, request)
@@ -85,6 +86,7 @@ def credential_doc(c: Credential) -> dict[str, Any]:
         "requests_per_minute": c.requests_per_minute,
         "tokens_per_minute": c.tokens_per_minute,
         "max_concurrent": c.max_concurrent,
+        "scopes": list(c.scopes),
         "created_at": iso(c.created_at_us),
         "revoked_at": iso(c.revoked_at_us),
     }
@@ -220,6 +222,7 @@ async def create_key(body: schemas.KeyCreate, rt: RT) -> dict[str, Any]:
         requests_per_minute=body.requests_per_minute,
         tokens_per_minute=body.tokens_per_minute,
         max_concurrent=body.max_concurrent,
+        scopes=body.scopes,
     )
     return {**credential_doc(cred), "key": key}
 

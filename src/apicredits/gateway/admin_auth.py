@@ -20,7 +20,6 @@ def service_doc(cred: Credential, keys: dict[str, dict[str, Any]]) -> dict[str, 
     return {
         **credential_doc(cred),
         "client_id": cred.id,
-        "scopes": list(cred.scopes),
         "token_spend_cap_micro": cred.token_spend_cap_micro,
         "keys": [{"kid": kid, "jwk": jwk} for kid, jwk in sorted(keys.items())],
     }

@@ -54,6 +54,10 @@ class DepositCreate(Body):
     memo: Annotated[StrictStr, Field(max_length=500)] = ""
 
 
+class WalletLink(Body):
+    address: Address
+
+
 class ProjectCreate(Body):
     name: Name = ""
 
@@ -65,6 +69,9 @@ class KeyCreate(Body):
     requests_per_minute: PerMinute | None = None
     tokens_per_minute: PerMinute | None = None
     max_concurrent: Annotated[StrictInt, Field(gt=0, le=100_000)] | None = None
+    scopes: Annotated[list[Annotated[StrictStr, Field(max_length=206)]], Field(max_length=64)] = (
+        Field(default_factory=list)
+    )
 
 
 class BudgetPut(Body):

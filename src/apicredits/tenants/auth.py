@@ -64,6 +64,7 @@ class ApiKeyAuthenticator(Authenticator):
             cred.requests_per_minute,
             cred.tokens_per_minute,
             cred.max_concurrent,
+            cred.scopes,
         )
         if self.cache_seconds > 0:
             self._cache[key] = (now + self.cache_seconds, principal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
@@ -23,6 +24,7 @@ from apicredits.tenants.model import (
     Credential,
     Project,
     Tenant,
+    normalized_scopes,
 )
 
 
@@ -101,8 +103,11 @@ class Directory:
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
         max_concurrent: int | None = None,
+        scopes: Iterable[str] = (),
     ) -> tuple[Credential, str]:
-        """Create an API key; the plaintext key is returned here and never again."""
+        """Create an API key; the plaintext key is returned here and never again. ``scopes``
+        (route/model globs) limit it like a capability token's; none means everything."""
+        allowed = normalized_scopes(scopes)
         await self.tenant(tenant_id)
         if project_id is not None and (await self.project(project_id)).tenant_id != tenant_id:
             raise InvalidInput(f"project {project_id} belongs to another tenant")
@@ -118,6 +123,7 @@ class Directory:
             requests_per_minute,
             tokens_per_minute,
             max_concurrent,
+            scopes=allowed,
         )
         row = {
             "id": cred.id,
@@ -131,6 +137,7 @@ class Directory:
             "tokens_per_minute": tokens_per_minute,
             "max_concurrent": max_concurrent,
             "created_at_us": cred.created_at_us,
+            "scopes": " ".join(allowed),
         }
         await self.db.write(lambda c: c.execute(credentials.insert(), row))
         return cred, key

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from apicredits.auth.capabilities import MAX_SCOPES, Scope
+from apicredits.errors import InvalidInput
 from apicredits.ledger.model import tenant_account
 
 BUDGET_SCOPES = ("tenant", "project", "credential")
+
+
+def normalized_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """Validated, de-duplicated scopes (``route:<glob>`` / ``model:<glob>``)."""
+    out = tuple(dict.fromkeys(scopes))
+    if len(out) > MAX_SCOPES:
+        raise InvalidInput(f"at most {MAX_SCOPES} scopes", field="scopes")
+    for scope in out:
+        Scope.parse(scope)
+    return out
+
+
 BUDGET_PERIODS = ("day", "month", "none")
 
 

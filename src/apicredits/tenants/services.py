@@ -16,26 +16,15 @@ from typing import Any
 from sqlalchemy import select, update
 
 from apicredits.auth.assertions import jwk_thumbprint, parse_client_jwk
-from apicredits.auth.capabilities import MAX_SCOPES, Scope
 from apicredits.db.schema import budgets, credentials, service_keys
 from apicredits.errors import Conflict, InvalidInput, NotFound
 from apicredits.money import require_micro
 from apicredits.tenants.directory import Directory
 from apicredits.tenants.keys import new_id
-from apicredits.tenants.model import Credential
+from apicredits.tenants.model import Credential, normalized_scopes
 
 SERVICE = "service"
 _PUBLIC_MEMBERS = ("kty", "crv", "x", "y")
-
-
-def normalized_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """Validated, de-duplicated scopes (``route:<glob>`` / ``model:<glob>``)."""
-    out = tuple(dict.fromkeys(scopes))
-    if len(out) > MAX_SCOPES:
-        raise InvalidInput(f"at most {MAX_SCOPES} scopes", field="scopes")
-    for scope in out:
-        Scope.parse(scope)
-    return out
 
 
 def public_jwk(jwk: object) -> tuple[str, dict[str, str]]:

@@ -432,3 +432,23 @@ def test_fuzz_token_requests_never_succeed_or_crash(
     )
     assert r.status_code in (400, 401, 403), r.text
     assert r.json()["error"]["code"]
+
+
+def test_static_keys_carry_scopes_like_tokens(gateway: Gateway) -> None:
+    tid = gateway.admin.post("/admin/v1/tenants", json={"legacy_keys": True}).json()["id"]
+    gateway.admin.post(
+        f"/admin/v1/tenants/{tid}/deposits", json={"amount_micro": 10**6, "idempotency_key": "f"}
+    )
+    created = gateway.admin.post(
+        "/admin/v1/keys",
+        json={"tenant_id": tid, "scopes": ["route:/v1/chat/completions", "model:sim-gpt"]},
+    ).json()
+    assert created["scopes"] == ["route:/v1/chat/completions", "model:sim-gpt"]
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    assert httpx.post(f"{gateway.url}{CHAT_PATH}", json=CHAT, headers=headers).is_success
+    other = httpx.post(
+        f"{gateway.url}{CHAT_PATH}", json={**CHAT, "model": "sim-claude"}, headers=headers
+    )
+    refused(other, 403, "insufficient_scope")
+    bad = gateway.admin.post("/admin/v1/keys", json={"tenant_id": tid, "scopes": ["all"]})
+    assert bad.status_code == 400
