@@ -1,0 +1,183 @@
+"""What the oracle's cryptographic core costs: validating signed usage events, building the
+epoch's Merkle trees, and BLS signing, aggregation and verification.
+
+    .venv/bin/python bench/oracle.py [--events 2000] [--leaves 1000000] [--workers 2]
+
+Figures, all in process on this machine:
+- validation: EIP-712 digest + secp256k1 recovery of N signed events (eth-keys' backend named);
+- the events tree of those N digests, and the lines tree of N settlement lines;
+- the root over ``--leaves`` bytes32 leaves, serially and over a process pool of ``--workers``
+  (pool start-up excluded, measured separately); the keccak backend in use is named;
+- BLS: sign, verify, aggregate 3 and 21 signatures and public keys, verify an aggregate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+from eth_account import Account
+from eth_keys.main import KeyAPI
+
+from apicredits.metering.events import (
+    Meter,
+    UsageDomain,
+    UsageEvent,
+    UsageUnit,
+    recover_signer,
+    sign,
+)
+from apicredits.oracle import merkle
+from apicredits.oracle.bls import (
+    OracleKey,
+    aggregate_public_keys,
+    aggregate_signatures,
+    verify,
+    verify_aggregate,
+)
+from apicredits.oracle.merkle import MerkleTree
+from apicredits.oracle.messages import (
+    SETTLEMENT_LINE_TYPES,
+    USAGE_EVENT_LEAF_TYPES,
+    SettlementLine,
+    event_id,
+    job_id,
+    provider_id,
+)
+
+DOMAIN = UsageDomain(8453, "0x" + "ab" * 20)
+
+
+def timed(fn: Callable[[], object], rounds: int = 1) -> float:
+    """Median seconds of ``rounds`` calls."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def keccak_backend() -> str:
+    try:
+        __import__("sha3")
+        return "safe-pysha3"
+    except ImportError:
+        return "pycryptodome (raw C core)"
+
+
+def bench_events(count: int) -> list[bytes]:
+    signer = Account.create()
+    events = [
+        UsageEvent(
+            event_id=event_id(f"req-{i}"),
+            job_id=job_id(f"job-{i % 97}"),
+            tenant="0x" + f"{i % 50:040x}",
+            provider_id=provider_id(f"provider-{i % 7}"),
+            model="gpt-4o-mini",
+            units=(UsageUnit("input_tokens", 100 + i), UsageUnit("output_tokens", 20 + i)),
+            tariff_version=3,
+            cost_micro=1_000 + i,
+            timestamp=1_700_000_000 + i,
+            request_hash=os.urandom(32),
+            sequence=i,
+            meter=Meter.PROVIDER,
+        )
+        for i in range(count)
+    ]
+    start = time.perf_counter()
+    signed = [sign(e, DOMAIN, signer.key) for e in events]
+    signing = time.perf_counter() - start
+
+    start = time.perf_counter()
+    digests = []
+    for s in signed:
+        assert recover_signer(s, DOMAIN) == signer.address
+        digests.append(s.event.digest(DOMAIN))
+    validation = time.perf_counter() - start
+    backend = type(KeyAPI().backend).__name__
+    print(
+        f"events: sign {count / signing:,.0f}/s; validate (digest + recover) "
+        f"{count / validation:,.0f}/s = {validation / count * 1e3:.2f} ms each [{backend}]"
+    )
+
+    seconds = timed(lambda: MerkleTree.build(USAGE_EVENT_LEAF_TYPES, [[d] for d in digests]), 3)
+    print(f"events tree of {count:,}: {seconds * 1e3:.1f} ms ({count / seconds:,.0f} leaves/s)")
+    lines = [
+        SettlementLine(42, "0x" + f"{i:040x}", provider_id(f"p{i % 7}"), 1000 * i, i)
+        for i in range(count)
+    ]
+    seconds = timed(lambda: MerkleTree.build(SETTLEMENT_LINE_TYPES, [x.values() for x in lines]), 3)
+    print(f"lines tree of {count:,}: {seconds * 1e3:.1f} ms ({count / seconds:,.0f} leaves/s)")
+    return digests
+
+
+def bench_big_tree(leaves: int, workers: int) -> None:
+    values = [[os.urandom(32)] for _ in range(leaves)]
+    start = time.perf_counter()
+    serial = MerkleTree.build(USAGE_EVENT_LEAF_TYPES, values)
+    seconds = time.perf_counter() - start
+    print(f"root of {leaves:,} bytes32 leaves, 1 process: {seconds:.2f} s [{keccak_backend()}]")
+
+    start = time.perf_counter()
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        list(pool.map(merkle.keccak256, [b""] * workers))
+        warm = time.perf_counter() - start
+        start = time.perf_counter()
+        parallel = MerkleTree.build(USAGE_EVENT_LEAF_TYPES, values, executor=pool, workers=workers)
+        seconds = time.perf_counter() - start
+    assert parallel.root == serial.root
+    print(
+        f"root of {leaves:,} bytes32 leaves, {workers} processes: {seconds:.2f} s "
+        f"(+{warm:.2f} s pool start)"
+    )
+    start = time.perf_counter()
+    for i in range(0, leaves, max(1, leaves // 1000)):
+        serial.proof(i)
+    per = (time.perf_counter() - start) / len(range(0, leaves, max(1, leaves // 1000)))
+    print(f"proof in a tree of {leaves:,}: {per * 1e6:.0f} µs")
+
+
+def bench_bls() -> None:
+    message = os.urandom(32)
+    keys = [OracleKey.generate() for _ in range(21)]
+    signatures = [k.sign(message) for k in keys]
+    public_keys = [k.public_key for k in keys]
+    ms = 1e3
+    print(f"BLS sign: {timed(lambda: keys[0].sign(message), 50) * ms:.2f} ms")
+    check = timed(lambda: verify(public_keys[0], message, signatures[0]), 50)
+    print(f"BLS verify: {check * ms:.2f} ms")
+    for n in (3, 21):
+        agg_sig = timed(lambda n=n: aggregate_signatures(signatures[:n]), 50)  # type: ignore[misc]
+        agg_pk = timed(lambda n=n: aggregate_public_keys(public_keys[:n]), 50)  # type: ignore[misc]
+        aggregate = aggregate_signatures(signatures[:n])
+        check = timed(
+            lambda n=n, a=aggregate: verify_aggregate(public_keys[:n], message, a),  # type: ignore[misc]
+            20,
+        )
+        print(
+            f"BLS aggregate {n}: signatures {agg_sig * ms:.2f} ms, public keys "
+            f"{agg_pk * ms:.2f} ms (with subgroup checks); verify_aggregate {check * ms:.2f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--leaves", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    bench_events(args.events)
+    bench_big_tree(args.leaves, args.workers)
+    bench_bls()
+
+
+if __name__ == "__main__":
+    main()
