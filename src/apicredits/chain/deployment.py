@@ -54,6 +54,14 @@ class Deployment:
     def stablecoin(self) -> str:
         return self.address("stablecoin")
 
+    @property
+    def receipts(self) -> str:
+        return self.address("usage_receipts")
+
+    @property
+    def treasury(self) -> str:
+        return self.address("settlement_treasury")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -73,11 +81,18 @@ def deploy(
     *,
     withdraw_delay_seconds: int = 86400,
     stablecoin: str | None = None,
+    dispute_window_seconds: int = 3600,
+    fee_recipient: str | None = None,
     path: Path | None = None,
 ) -> Deployment:
-    """Deploy credit token, provider registry, credit vault and capability authority (and,
-    on a local chain without ``stablecoin``, a test stablecoin), wire the token to the
-    vault, make the deployer a vault operator, and write the deployment file to ``path``."""
+    """Deploy credit token, provider registry, credit vault, capability authority, usage
+    receipts and settlement treasury (and, on a local chain without ``stablecoin``, a test
+    stablecoin), wire the token to the vault, make the deployer a vault operator and the
+    treasury the vault's settler, and write the deployment file to ``path``.
+
+    Receipts and treasury share ``dispute_window_seconds``; the treasury's fees go to
+    ``fee_recipient`` (default: the deployer). Oracles and their threshold are registered
+    on the receipts contract afterwards, by its owner (the deployer)."""
     deployer = chain.default_sender
     start = chain.block_number() + 1
     contracts: dict[str, DeployedContract] = {}
@@ -98,8 +113,15 @@ def deploy(
     delay = withdraw_delay_seconds
     vault = put("credit_vault", "credit_vault", stablecoin, credit, delay, registry)
     put("capability_authority", "capability_authority")
+    window = dispute_window_seconds
+    receipts = put("usage_receipts", "usage_receipts", window)
+    fees = fee_recipient or deployer
+    treasury = put(
+        "settlement_treasury", "settlement_treasury", receipts, vault, registry, fees, window
+    )
     chain.transact(credit, "credit_token", "set_vault", vault, sender=deployer)
     chain.transact(vault, "credit_vault", "set_operator", deployer, True, sender=deployer)
+    chain.transact(vault, "credit_vault", "set_settler", treasury, sender=deployer)
     deployment = Deployment(chain.chain_id, deployer, start, withdraw_delay_seconds, contracts)
     if path is not None:
         write_deployment(deployment, path)

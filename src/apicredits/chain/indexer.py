@@ -5,10 +5,15 @@
   what lets the settler burn credits consumed off chain before they can be withdrawn, so
   the ledger debits when the stablecoin actually leaves.
 - The tenant is whoever linked the event's ``tenant`` address (``Wallets``); an event for
-  an unlinked address is recorded as ``unassigned`` and moves no credits.
+  an unlinked address is recorded as ``unassigned`` and moves no credits until the address
+  is linked: then the next pass applies it (same transfer id, so once), before any newer
+  event of that address.
 - Ledger transfer ids are ``chain:<chain id>:<tx hash>:<log index>``, a ``:<n>`` suffix for
   the n-th re-inclusion after a reorg. The ledger is idempotent by id, so a crash between
-  the ledger batch and the bookkeeping write simply replays to the same transfers. The
+  the ledger batch and the bookkeeping write simply replays to the same transfers, and an
+  event already recorded and not reversed is skipped. Two indexers on one vault therefore
+  do not double-count, but a reorg or a link racing another indexer's pass could apply an
+  event the other is reversing: run one (``apicredits.chain.election`` elects it). The
   ``chain:`` prefix (and a JSON memo with ``"source": "chain"``) marks on-chain credits;
   admin top-ups are ``deposit:...`` with ``"source": "admin"``.
 - Events count only under ``confirmations`` blocks. The cursor (last block and its hash)
@@ -38,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from apicredits.chain.base import Chain, EventLog
 from apicredits.chain.deployment import Deployment
 from apicredits.chain.wallets import tenants_of
-from apicredits.db.schema import chain_cursors, chain_events
+from apicredits.db.schema import chain_cursors, chain_events, tenant_wallets
 from apicredits.errors import ApicreditsError
 from apicredits.ledger import WORLD_ACCOUNT, Command, Deposit, Ledger, Move, tenant_account
 
@@ -60,6 +65,7 @@ class SyncReport:
     cursor: Cursor | None
     applied: int  # events recorded this pass (credited, debited, unassigned or refused)
     reversed: int  # events reversed because a reorg removed their block
+    assigned: int = 0  # unassigned events applied this pass because their wallet got linked
 
 
 def transfer_id(event: EventLog, generation: int) -> str:
@@ -89,15 +95,6 @@ class Indexer:
         row = await self.db.read(lambda c: c.execute(stmt).first())
         return None if row is None else Cursor(row.block_number, row.block_hash)
 
-    async def run(self, poll_seconds: float) -> None:
-        """Sync forever (a background task); errors are logged and retried."""
-        while True:
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("chain indexer pass failed; will retry")
-            await asyncio.sleep(poll_seconds)
-
     async def sync(self) -> SyncReport:
         """Apply every event confirmed since the cursor; handles a reorg first."""
         head = await asyncio.to_thread(self.chain.block_number)
@@ -106,6 +103,7 @@ class Indexer:
             current = await asyncio.to_thread(self.chain.block_hash, cursor.block_number)
             if current != cursor.block_hash:
                 cursor, reversed_ = await self._rewind(cursor)
+        assigned = await self._assign()
         start = cursor.block_number + 1 if cursor else self.start_block
         applied = 0
         while start <= head - self.confirmations:
@@ -118,26 +116,39 @@ class Indexer:
                 break  # the chain moved under the scan: the next pass sees the reorg
             applied += await self._apply(events, Cursor(end, end_hash))
             cursor, start = Cursor(end, end_hash), end + 1
-        return SyncReport(head, cursor, applied, reversed_)
+        return SyncReport(head, cursor, applied, reversed_, assigned)
 
     # -- applying a range
     async def _apply(self, events: Sequence[EventLog], end: Cursor) -> int:
-        def read(conn: Connection) -> tuple[dict[str, str], Counter[tuple[str, int]]]:
-            owners = tenants_of(conn, [str(e.args["tenant"]) for e in events])
-            stmt = select(chain_events.c.tx_hash, chain_events.c.log_index).where(
+        addresses = [str(e.args["tenant"]) for e in events]
+
+        def read(conn: Connection) -> tuple[dict[str, str], Counter[tuple[str, int]], set[Any]]:
+            owners = tenants_of(conn, addresses)
+            stmt = select(chain_events.c.tx_hash, chain_events.c.log_index,
+                          chain_events.c.reversal_id).where(
                 chain_events.c.chain_id == self.chain_id,
                 chain_events.c.tx_hash.in_({e.tx_hash for e in events}),
-            )
-            return owners, Counter((r.tx_hash, r.log_index) for r in conn.execute(stmt))
+            )  # fmt: skip
+            reversed_, live = Counter[tuple[str, int]](), set()
+            for r in conn.execute(stmt):
+                if r.reversal_id is None:
+                    live.add((r.tx_hash, r.log_index))
+                else:
+                    reversed_[(r.tx_hash, r.log_index)] += 1
+            return owners, reversed_, live
 
-        owners, seen = await self.db.read(read) if events else ({}, Counter())
+        owners, generations, live = await self.db.read(read) if events else ({}, Counter(), set())
+        # earlier unassigned events of a wallet linked since go first, in chain order
+        claims = await self.db.read(lambda c: self._claims(c, set(owners))) if owners else []
+        assigned, pending = self._claimed(claims)
         rows: list[dict[str, Any]] = []
-        pending: list[tuple[dict[str, Any], Command]] = []
         now = self.ledger.clock_us()
         for e in events:
+            if (e.tx_hash, e.log_index) in live:
+                continue  # recorded by another indexer meanwhile
             address, amount = str(e.args["tenant"]), int(e.args["amount"])
             tenant = owners.get(address)
-            row = {"transfer_id": transfer_id(e, seen[(e.tx_hash, e.log_index)]),
+            row = {"transfer_id": transfer_id(e, generations[(e.tx_hash, e.log_index)]),
                    "chain_id": self.chain_id, "vault": self.vault, "tx_hash": e.tx_hash,
                    "log_index": e.log_index, "block_number": e.block_number,
                    "block_hash": e.block_hash, "event": e.event, "address": address,
@@ -150,18 +161,80 @@ class Indexer:
                 row.update(status="refused", reason="amount exceeds the ledger's range")
             else:
                 pending.append((row, self._command(e, str(row["transfer_id"]), tenant, amount)))
-        results = await self.ledger.execute_many([c for _, c in pending]) if pending else []
-        for (row, _), result in zip(pending, results, strict=True):
-            if isinstance(result, ApicreditsError):
-                row.update(status="refused", reason=result.message)
-                log.error("chain event %s not applied: %s", row["transfer_id"], result.message)
+        await self._execute(pending)
         try:
-            await self.db.write(lambda c: self._record(c, rows, end))
+            await self.db.write(lambda c: self._record(c, rows, end, assigned))
         except IntegrityError:  # another indexer recorded this range first
             log.info(
                 "chain events up to block %d were recorded by another indexer", end.block_number
             )
         return len(rows)
+
+    async def _execute(self, pending: list[tuple[dict[str, Any], Command]]) -> None:
+        results = await self.ledger.execute_many([c for _, c in pending]) if pending else []
+        for (row, _), result in zip(pending, results, strict=True):
+            if isinstance(result, ApicreditsError):
+                row.update(status="refused", reason=result.message)
+                log.error("chain event %s not applied: %s", row["transfer_id"], result.message)
+
+    # -- wallets linked after their events
+    def _claims(self, conn: Connection, addresses: set[str] | None = None) -> list[Any]:
+        """Unassigned, unreversed events whose address is linked now (to ``addresses``' owners
+        when given), oldest first, with the tenant as ``owner``."""
+        stmt = (
+            select(chain_events, tenant_wallets.c.tenant_id.label("owner"))
+            .join(tenant_wallets, tenant_wallets.c.address == chain_events.c.address)
+            .where(chain_events.c.chain_id == self.chain_id, chain_events.c.vault == self.vault,
+                   chain_events.c.status == "unassigned", chain_events.c.reversal_id.is_(None))
+            .order_by(chain_events.c.block_number, chain_events.c.log_index)
+        )  # fmt: skip
+        if addresses is not None:
+            stmt = stmt.where(chain_events.c.address.in_(sorted(addresses)))
+        return list(conn.execute(stmt).mappings())
+
+    def _claimed(
+        self, claims: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], Command]]]:
+        """The claimed rows (to mark) and the ledger commands of those within range."""
+        rows, pending = [dict(r) for r in claims], []
+        for row in rows:
+            if int(row["amount"]) > MAX_AMOUNT:
+                row.update(status="refused", reason="amount exceeds the ledger's range")
+            else:
+                pending.append((row, self._claim(row)))
+        return rows, pending
+
+    def _claim(self, row: dict[str, Any]) -> Command:
+        amount = int(row["amount"])
+        memo = json.dumps({"source": "chain", "chain_id": row["chain_id"],
+                           "tx_hash": row["tx_hash"], "log_index": row["log_index"],
+                           "block": row["block_number"], "event": row["event"],
+                           "assigned_on_link": row["address"]})  # fmt: skip
+        tid, account = str(row["transfer_id"]), tenant_account(str(row["owner"]))
+        if row["event"] == "Deposit":
+            return Deposit(tid, account, amount, memo=memo)
+        return Move(tid, account, WORLD_ACCOUNT, amount, memo=memo)
+
+    async def _assign(self) -> int:
+        """Apply the unassigned events of wallets linked since they were recorded."""
+        claims = await self.db.read(self._claims)
+        if not claims:
+            return 0
+        rows, pending = self._claimed(claims)
+        await self._execute(pending)
+        await self.db.write(lambda c: self._mark_assigned(c, rows))
+        return len(rows)
+
+    def _mark_assigned(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows:
+            status = "refused" if row["status"] == "refused" else "applied"
+            conn.execute(
+                update(chain_events)
+                .where(chain_events.c.transfer_id == row["transfer_id"],
+                       chain_events.c.status == "unassigned")
+                .values(status=status, tenant_id=row["owner"], reason=row["reason"]
+                        if status == "refused" else "")
+            )  # fmt: skip
 
     def _command(self, e: EventLog, tid: str, tenant: str, amount: int) -> Command:
         memo = json.dumps({"source": "chain", "chain_id": e.chain_id, "tx_hash": e.tx_hash,
@@ -171,9 +244,16 @@ class Indexer:
             return Deposit(tid, tenant_account(tenant), amount, memo=memo)
         return Move(tid, tenant_account(tenant), WORLD_ACCOUNT, amount, memo=memo)
 
-    def _record(self, conn: Connection, rows: list[dict[str, Any]], cursor: Cursor | None) -> None:
+    def _record(
+        self,
+        conn: Connection,
+        rows: list[dict[str, Any]],
+        cursor: Cursor | None,
+        assigned: Sequence[dict[str, Any]] = (),
+    ) -> None:
         if rows:
             conn.execute(chain_events.insert(), rows)
+        self._mark_assigned(conn, assigned)
         key = (chain_cursors.c.chain_id == self.chain_id) & (chain_cursors.c.vault == self.vault)
         if cursor is None:
             conn.execute(delete(chain_cursors).where(key))

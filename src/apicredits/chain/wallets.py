@@ -1,4 +1,7 @@
-"""``Wallets``: which tenant an on-chain address funds (the vault's ``tenant`` argument)."""
+"""``Wallets``: which tenant an on-chain address funds (the vault's ``tenant`` argument).
+
+Vault events for an address nobody has linked yet are recorded as ``unassigned``; linking
+the address later makes the indexer apply them to the tenant on its next pass, once."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 from apicredits.db.engine import Database
-from apicredits.db.schema import tenant_wallets, tenants
+from apicredits.db.schema import chain_events, tenant_wallets, tenants
 from apicredits.errors import Conflict, InvalidInput, NotFound
 
 
@@ -66,3 +69,18 @@ class Wallets:
         stmt = select(tenant_wallets.c.address).where(tenant_wallets.c.tenant_id == tenant_id)
         rows = await self.db.read(lambda c: c.execute(stmt.order_by("address")).all())
         return [r.address for r in rows]
+
+    async def unassigned_micro(self, addresses: Iterable[str]) -> int:
+        """Deposits to ``addresses`` recorded before they were linked and not applied yet
+        (the indexer's next pass credits them)."""
+        wanted = sorted(set(addresses))
+        if not wanted:
+            return 0
+        stmt = select(chain_events.c.amount).where(
+            chain_events.c.address.in_(wanted),
+            chain_events.c.status == "unassigned",
+            chain_events.c.event == "Deposit",
+            chain_events.c.reversal_id.is_(None),
+        )
+        rows = await self.db.read(lambda c: c.execute(stmt).all())
+        return sum(int(r.amount) for r in rows)

@@ -28,7 +28,9 @@ def test_every_contract_has_an_artifact_and_no_more() -> None:
         "credit_token",
         "credit_vault",
         "provider_registry",
+        "settlement_treasury",
         "test_stablecoin",
+        "usage_receipts",
     ]
     assert sorted(p.stem for p in COMMITTED.glob("*.json")) == NAMES
 

@@ -25,11 +25,31 @@ def test_deploy_wires_the_contracts_and_round_trips(chain: EmbeddedChain, tmp_pa
     assert chain.call(d.vault, "credit_vault", "is_operator", d.deployer) is True
     assert chain.call(d.vault, "credit_vault", "stablecoin") == d.stablecoin
     assert set(d.contracts) == {"stablecoin", "credit_token", "provider_registry",
-                                "credit_vault", "capability_authority"}  # fmt: skip
+                                "credit_vault", "capability_authority", "usage_receipts",
+                                "settlement_treasury"}  # fmt: skip
+    assert chain.call(d.vault, "credit_vault", "settler") == d.treasury
+    assert chain.call(d.treasury, "settlement_treasury", "receipts") == d.receipts
+    assert chain.call(d.treasury, "settlement_treasury", "fee_recipient") == d.deployer
+    assert chain.call(d.receipts, "usage_receipts", "owner") == d.deployer
+    assert chain.call(d.receipts, "usage_receipts", "threshold") == 0
     assert load_deployment(path, chain_id=chain.chain_id) == d
     doc = json.loads(path.read_text())
     assert doc["deploy_block"] == d.deploy_block
     assert doc["deployer"] == chain.accounts[0]
+
+
+def test_a_deployment_file_without_the_settlement_contracts_still_loads(
+    chain: EmbeddedChain, tmp_path: Path
+) -> None:
+    path = tmp_path / "deployment.json"
+    deploy(chain, path=path)
+    doc = json.loads(path.read_text())
+    del doc["contracts"]["usage_receipts"], doc["contracts"]["settlement_treasury"]
+    path.write_text(json.dumps(doc))
+    d = load_deployment(path)
+    assert "usage_receipts" not in d.contracts
+    with pytest.raises(DeploymentInvalid, match="no settlement_treasury contract"):
+        _ = d.treasury
 
 
 def test_an_abi_mismatch_is_a_clear_error(chain: EmbeddedChain, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apicredits.chain import Indexer, Wallets
+from apicredits.chain import Cursor, Indexer, Wallets
 from apicredits.chain.embedded import EmbeddedChain
 from apicredits.ledger import TransferKind
 from chain_support import books, deployed, indexer, pay_in
@@ -71,10 +71,68 @@ async def test_withdraw_debits_and_unlinked_wallets_are_recorded(tmp_path: Path)
         report = await indexer(chain, b, d).sync()
         assert report.applied == 3
         assert await b.available() == 600
-        # linking later does not credit events already recorded as unassigned
-        await Wallets(b.db).link(b.tenant_id, stranger)
-        await indexer(chain, b, d).sync()
-        assert await b.available() == 600
+        assert await Wallets(b.db).unassigned_micro([stranger]) == 7
+
+
+async def test_linking_a_wallet_later_credits_its_unassigned_events_once(tmp_path: Path) -> None:
+    chain = EmbeddedChain(None)
+    d = deployed(chain, withdraw_delay_seconds=10)
+    late = chain.accounts[3]
+    async with books(tmp_path, chain.accounts[1]) as b:
+        pay_in(chain, d, late, 500)
+        chain.transact(d.vault, "credit_vault", "request_withdrawal", 200, sender=late)
+        chain.time_travel(11)
+        chain.transact(d.vault, "credit_vault", "withdraw", sender=late)
+        idx = indexer(chain, b, d)
+        assert (await idx.sync()).assigned == 0
+        assert await b.available() == 0
+        await Wallets(b.db).link(b.tenant_id, late)
+        assert await Wallets(b.db).unassigned_micro([late]) == 500
+        assert (await idx.sync()).assigned == 2  # the deposit, then the withdrawal
+        assert (await indexer(chain, b, d).sync()).assigned == 0
+        assert await b.available() == 300
+        assert await Wallets(b.db).unassigned_micro([late]) == 0
+        [deposit, withdrawal] = await b.ledger.history(b.account)
+        assert json.loads(deposit.memo)["assigned_on_link"] == late
+        assert withdrawal.kind == TransferKind.MOVE
+
+
+async def test_a_wallet_linked_mid_pass_is_credited_before_its_newer_events(
+    tmp_path: Path,
+) -> None:
+    chain = EmbeddedChain(None)
+    d = deployed(chain, withdraw_delay_seconds=10)
+    late = chain.accounts[3]
+    async with books(tmp_path, chain.accounts[1]) as b:
+        pay_in(chain, d, late, 500)
+        idx = indexer(chain, b, d)
+        await idx.sync()  # unassigned
+        chain.transact(d.vault, "credit_vault", "request_withdrawal", 200, sender=late)
+        chain.time_travel(11)
+        chain.transact(d.vault, "credit_vault", "withdraw", sender=late)
+        await Wallets(b.db).link(b.tenant_id, late)
+        # the link lands after this pass looked for claims, before it read the new events
+        await idx._apply(
+            chain.events(d.vault, "credit_vault", ["Withdraw"], 0, chain.block_number()),
+            Cursor(chain.block_number(), str(chain.block_hash(chain.block_number()))),
+        )
+        assert await b.available() == 300  # the withdrawal was not refused
+
+
+async def test_two_indexers_on_one_vault_count_each_event_once(tmp_path: Path) -> None:
+    chain = EmbeddedChain(None)
+    d = deployed(chain)
+    async with books(tmp_path, chain.accounts[1]) as b:
+        pay_in(chain, d, b.wallet, 100)
+        first, second = indexer(chain, b, d), indexer(chain, b, d)
+        events = chain.events(d.vault, "credit_vault", ["Deposit"], 0, chain.block_number())
+        end = Cursor(chain.block_number(), str(chain.block_hash(chain.block_number())))
+        await first.sync()
+        # the second read the old cursor before the first recorded the range
+        await second._apply(events, end)
+        await second.sync()
+        assert await b.available() == 100
+        assert len(await b.ledger.history(b.account)) == 1
 
 
 async def test_a_reorg_reverses_a_counted_deposit(tmp_path: Path) -> None:

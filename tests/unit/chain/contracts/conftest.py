@@ -13,7 +13,15 @@ from typing import Any
 import boa
 import pytest
 from chain_signing import account
-from contracts_support import INITIAL_FUNDS, PROVIDER_ID, WITHDRAW_DELAY, System, load
+from contracts_support import INITIAL_FUNDS, MICRO, PROVIDER_ID, WITHDRAW_DELAY, System, load
+from oracle_signing import (
+    DISPUTE_WINDOW,
+    LinesTree,
+    OracleKey,
+    Settled,
+    aggregate_signature,
+    oracle_key,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -78,3 +86,48 @@ def malicious_token_deployer() -> Any:
 @pytest.fixture(scope="session")
 def stranger() -> str:
     return boa.env.generate_address("stranger")
+
+
+@pytest.fixture(scope="session")
+def oracle_keys() -> tuple[OracleKey, ...]:
+    return tuple(oracle_key(f"oracle-{i}") for i in range(4))
+
+
+@pytest.fixture(scope="session")
+def receipts(oracle_keys: tuple[OracleKey, ...]) -> Any:
+    """Usage receipts with oracles 0, 1 and 2 registered (three pairings) and threshold 2."""
+    contract = load("usage_receipts", DISPUTE_WINDOW)
+    for key in oracle_keys[:3]:
+        contract.register_oracle(key.public_key, key.pop)
+    contract.set_threshold(2)
+    return contract
+
+
+@pytest.fixture(scope="session")
+def settled(system: System, oracle_keys: tuple[OracleKey, ...]) -> Settled:
+    """Other usage receipts (one oracle, threshold 1) holding epoch 1, whose lines charge the
+    system's tenants, and a settlement treasury over them (two pairings)."""
+    contract = load("usage_receipts", DISPUTE_WINDOW)
+    key = oracle_keys[3]
+    contract.register_oracle(key.public_key, key.pop)
+    contract.set_threshold(1)
+    a, b = (t.address for t in system.tenants[:2])
+    lines = (
+        (1, a, PROVIDER_ID, 5 * MICRO, 50_000),
+        (1, b, PROVIDER_ID, 2 * MICRO, 0),
+        (1, a, b"unregistered".ljust(32, b"\0"), MICRO, 0),
+    )
+    tree = LinesTree.of(list(lines))
+    header = (1, b"\x0e" * 32, tree.root, len(lines), sum(line[3] for line in lines))
+    signature = aggregate_signature([key], contract.epoch_message(*header))
+    contract.submit_epoch(*header, 1, key.public_key, signature)
+    fee_recipient = boa.env.generate_address("fee-recipient")
+    treasury = load(
+        "settlement_treasury",
+        contract.address,
+        system.vault.address,
+        system.registry.address,
+        fee_recipient,
+        DISPUTE_WINDOW,
+    )
+    return Settled(contract, treasury, fee_recipient, lines, tree)
