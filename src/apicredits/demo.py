@@ -1,12 +1,13 @@
 """``apicredits demo``: the whole path end to end on the embedded defaults.
 
 Starts the provider simulator and the gateway on free loopback ports with a temporary data
-directory (SQLite, in-process limits), then does what a platform team would: a tenant with
-credits and a service that holds a key pair (no static secret: DPoP-bound capability tokens
-through ``apicredits.sdk``); the seed API — quote, lock, three executes (chat, streamed chat,
-embeddings), settle; a call through the official ``openai`` SDK (``sdk.openai_client``,
-DPoP) on the compatible route; one call refused for budget; and a table of every charge
-and the balances.
+directory (SQLite, in-process limits, the embedded chain with the contracts deployed), then
+does what a platform team would: a tenant funded by a stablecoin deposit into the credit
+vault on chain (credited by the gateway's indexer), a service that holds a key pair (no
+static secret: DPoP-bound capability tokens through ``apicredits.sdk``); the seed API —
+quote, lock, three executes (chat, streamed chat, embeddings), settle; a call through the
+official ``openai`` SDK (``sdk.openai_client``, DPoP) on the compatible route; one call
+refused for budget; and a table of every charge and the balances.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import uvicorn
@@ -33,7 +34,11 @@ from apicredits.money import format_micro
 from apicredits.sdk import CapabilityAuth, ServiceKey, openai_client
 from apicredits.settings import Settings
 
+if TYPE_CHECKING:
+    from apicredits.chain import Chain, Deployment
+
 console = Console()
+FUNDING_MICRO = 2_000_000
 PROMPT: list[Any] = [{"role": "user", "content": "Write a haiku about prepaid credits."}]
 
 
@@ -70,6 +75,20 @@ def running_gateway(settings: Settings) -> contextlib.AbstractContextManager[str
     return serving(create_app(settings))
 
 
+@contextlib.contextmanager
+def embedded_deployment(settings: Settings) -> Iterator[tuple[Chain, Deployment]]:
+    """Deploy the contracts to the embedded chain under ``settings.data_dir`` and write the
+    default deployment file there, which a gateway started afterwards indexes."""
+    from apicredits.chain import connect, deploy
+    from apicredits.chain.connect import deployment_path
+
+    chain = connect(settings)
+    try:
+        yield chain, deploy(chain, path=deployment_path(settings, chain.chain_id))
+    finally:
+        chain.close()
+
+
 def run_demo(*, keep: bool = False) -> None:
     from apicredits.providers.simulator import create_sim_app
 
@@ -82,9 +101,13 @@ def run_demo(*, keep: bool = False) -> None:
                 admin_token=token,
                 database_url=None,
                 redis_url=None,
+                chain_rpc_url=None,
+                chain_deployment_file=None,
+                chain_poll_seconds=0.2,
                 sim_url=sim_url,
             )
             with (
+                embedded_deployment(settings) as (chain, deployment),
                 running_gateway(settings) as url,
                 httpx.Client(
                     base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -94,7 +117,7 @@ def run_demo(*, keep: bool = False) -> None:
                     f"[bold]apicredits demo[/]: gateway {url}, simulator {sim_url}, "
                     f"data in {data_dir}"
                 )
-                _scenario(url, admin)
+                _scenario(url, admin, chain, deployment)
     finally:
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -109,19 +132,40 @@ def _ok(response: httpx.Response, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
-def _scenario(url: str, admin: httpx.Client) -> None:
+def fund_on_chain(
+    admin: httpx.Client, tenant_id: str, chain: Chain, deployment: Deployment, wallet: str
+) -> tuple[str, int]:
+    """Mint test stablecoin to ``wallet``, approve the vault and deposit it for the wallet,
+    link the wallet to the tenant, and wait for the gateway's indexer to credit the ledger;
+    returns the deposit's transaction hash and block."""
+    from apicredits.chain import deposit_test_funds
+
+    receipt = deposit_test_funds(chain, deployment, tenant=wallet, amount=FUNDING_MICRO)
+    _ok(admin.put(f"/admin/v1/tenants/{tenant_id}/wallet", json={"address": wallet}))
+    deadline = time.monotonic() + 30
+    while _ok(admin.get(f"/admin/v1/tenants/{tenant_id}/balance"))["available_micro"] == 0:
+        if time.monotonic() > deadline:
+            raise DemoFailed("the gateway's indexer did not credit the on-chain deposit")
+        time.sleep(0.05)
+    return receipt.tx_hash, receipt.block_number
+
+
+def _scenario(url: str, admin: httpx.Client, chain: Chain, deployment: Deployment) -> None:
     import openai
 
     rows: list[tuple[str, str, str]] = []
     tenant = _ok(admin.post("/admin/v1/tenants", json={"name": "Acme AI"}))
     tid = tenant["id"]
-    _ok(
-        admin.post(
-            f"/admin/v1/tenants/{tid}/deposits",
-            json={"amount_micro": 2_000_000, "idempotency_key": "welcome"},
+    # Funding on chain: the tenant's wallet (a dev account of the embedded chain) deposits
+    # test stablecoin into the credit vault; the gateway's indexer credits the ledger.
+    tx_hash, block = fund_on_chain(admin, tid, chain, deployment, chain.accounts[1])
+    rows.append(
+        (
+            "deposit (on chain)",
+            f"+{format_micro(FUNDING_MICRO)}",
+            f"tx {tx_hash[:10]}…, block {block}",
         )
     )
-    rows.append(("deposit (admin top-up)", "+2.000000", "credits for tenant Acme AI"))
     # No static key: the service registers a public key and proves possession of it for
     # short-lived capability tokens, each request carrying a DPoP proof (apicredits.sdk).
     key = ServiceKey.generate()
@@ -227,7 +271,8 @@ def _scenario(url: str, admin: httpx.Client) -> None:
         rows.append(("openai SDK: over budget", "refused", f"402 {exc.body['code']}"))  # type: ignore[index]
 
     balance = _ok(admin.get(f"/admin/v1/tenants/{tid}/balance"))
-    if balance["locked_micro"] or balance["available_micro"] + balance["spent_micro"] != 2_000_000:
+    total = balance["available_micro"] + balance["spent_micro"]
+    if balance["locked_micro"] or total != FUNDING_MICRO:
         raise DemoFailed(f"ledger does not add up: {balance}")
     table = Table("step", "credits", "note", title="what happened")
     for row in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apicredits.auth.authenticator import CapabilityAuthenticator
 from apicredits.auth.authority import CapabilityAuthority
@@ -17,6 +18,17 @@ from apicredits.tariffs import QuoteSigner, default_tariff, load_or_create_signi
 from apicredits.tariffs.store import TariffStore
 from apicredits.tenants import Directory
 from apicredits.tenants.services import Services
+
+if TYPE_CHECKING:  # the chain loads eth-account and, embedded, the EVM: imported on use
+    from apicredits.chain.runtime import ChainRuntime
+
+
+def chain_configured(settings: Settings) -> bool:
+    """A deployment file is named or one exists under ``<data dir>/chain`` (cheap: no chain
+    code is imported to tell)."""
+    if settings.chain_deployment_file is not None:
+        return True
+    return any((settings.data_dir / "chain").glob("deployment-*.json"))
 
 
 @dataclass
@@ -33,11 +45,13 @@ class Runtime:
     services: Services
     token_issuer: TokenIssuer
     admin_token: str
+    chain: ChainRuntime | None = None  # on-chain deposits, when a deployment is configured
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.effective_database_url, pool_size=settings.db_pool_size)
+        chain: ChainRuntime | None = None
         try:
             await upgrade(db)
             ledger = Ledger(db)
@@ -48,9 +62,15 @@ class Runtime:
             if settings.tariff_file is not None:
                 text = await asyncio.to_thread(Path(settings.tariff_file).read_text, "utf-8")
                 await tariffs.add_toml(text)
+            if chain_configured(settings):
+                from apicredits.chain.runtime import open_chain
+
+                chain = await open_chain(settings, ledger)
             authority = CapabilityAuthority(db, settings)
             await authority.start()
         except BaseException:
+            if chain is not None:
+                chain.close()
             await db.aclose()
             raise
         directory = Directory(db, ledger)
@@ -75,9 +95,12 @@ class Runtime:
                 authority, authenticator, services, default_ttl=settings.token_ttl_seconds
             ),
             admin_token=settings.resolve_admin_token(),
+            chain=chain,
         )
 
     async def close(self) -> None:
+        if self.chain is not None:
+            self.chain.close()
         await self.authority.aclose()
         await self.limiter.aclose()
         await self.db.aclose()

@@ -138,7 +138,8 @@ def link(
     tenant: Annotated[str, typer.Option(help="tenant id")],
     address: Annotated[str, typer.Option(help="the wallet whose deposits fund the tenant")],
 ) -> None:
-    """Link a wallet address to a tenant: vault deposits for it credit the tenant."""
+    """Link a wallet address to a tenant: vault deposits for it credit the tenant, those
+    made before the link on the indexer's next pass (also ``PUT /admin/v1/tenants/{id}/wallet``)."""
     from apicredits.chain import Wallets
 
     settings = Settings()
@@ -206,9 +207,11 @@ def deposit(
 def index(
     follow: Annotated[bool, typer.Option(help="keep polling for new blocks")] = False,
 ) -> None:
-    """Apply the vault's confirmed events to the ledger (once, or forever with --follow)."""
+    """Apply the vault's confirmed events to the ledger (once, or forever with --follow, as
+    `apicredits serve` does: only one process sharing the ledger indexes at a time)."""
     from apicredits.chain import Indexer
-    from apicredits.chain.connect import confirmations
+    from apicredits.chain.connect import confirmations, deployment_path
+    from apicredits.chain.runtime import ChainRuntime
 
     settings = Settings()
     with _chain(settings) as chain:
@@ -220,7 +223,10 @@ def index(
         async def run() -> None:
             async with _ledger(settings) as ledger:
                 indexer = Indexer(chain, ledger, deployment, confirmations=confirmations(settings))
-                await indexer.run(settings.chain_poll_seconds)
+                path = deployment_path(settings, chain.chain_id)
+                await ChainRuntime(
+                    chain, deployment, path, indexer, settings.chain_poll_seconds
+                ).run()
 
         with suppress(KeyboardInterrupt):
             asyncio.run(run())

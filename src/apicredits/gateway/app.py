@@ -21,6 +21,7 @@ from apicredits.errors import ApicreditsError
 from apicredits.gateway import dataplane
 from apicredits.gateway.admin import router as admin_router
 from apicredits.gateway.admin_auth import router as admin_auth_router
+from apicredits.gateway.admin_chain import router as admin_chain_router
 from apicredits.gateway.body_limit import BodySizeLimit
 from apicredits.gateway.errors import (
     domain_error_response,
@@ -49,6 +50,7 @@ def control_plane() -> FastAPI:
     install_error_handlers(app)
     app.include_router(admin_router)
     app.include_router(admin_auth_router)
+    app.include_router(admin_chain_router)
     app.include_router(signin_router)
 
     @app.get("/healthz", tags=["ops"])
@@ -69,7 +71,8 @@ async def _every(interval: float, step: Callable[[], Awaitable[int]], what: str)
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> ASGIApp:
-    """Build the app; it opens its ``Runtime`` (unless given one) and runs the sweepers."""
+    """Build the app; it opens its ``Runtime`` (unless given one) and runs the sweepers
+    and, when a chain deployment is configured, the vault indexer."""
     settings = settings or (runtime.settings if runtime else Settings())
     admin = control_plane()
 
@@ -88,6 +91,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             asyncio.create_task(_every(interval, proxy.jobs.settle_due, "job sweeper")),
             asyncio.create_task(rt.authority.run_refresher()),
         ]
+        if rt.chain is not None:
+            sweepers.append(asyncio.create_task(rt.chain.run()))
+        else:
+            log.info("on-chain deposits are not indexed: no chain deployment; "
+                     "`apicredits chain deploy` (then restart) enables them")  # fmt: skip
         try:
             yield
         finally:
