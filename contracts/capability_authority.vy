@@ -2,8 +2,7 @@
 """
 @title Capability Authority
 @custom:contract-name capability_authority
-@license Apache-2.0 (this file); it compiles in snekmate's AGPL-3.0-only
-         `ownable` module, see `contracts/LICENSES.md`.
+@license Apache-2.0
 @notice The public record of the gateway's capability-token signing keys
         (Ed25519, by key id `kid`) with their validity windows, and of
         revocations: single tokens by the hash of their `jti`, and every
@@ -13,10 +12,10 @@
 """
 
 
-from snekmate.auth import ownable
-initializes: ownable
+from modules import owned
+initializes: owned
 
-exports: (ownable.owner, ownable.transfer_ownership)
+exports: (owned.owner, owned.transfer_ownership)
 
 
 struct SigningKey:
@@ -62,7 +61,7 @@ def __init__():
     """
     @dev The deployer becomes the owner.
     """
-    ownable.__init__()
+    owned.__init__()
 
 
 @external
@@ -75,7 +74,7 @@ def register_key(kid: bytes32, public_key: bytes32, not_before: uint256):
     @param public_key The 32-byte Ed25519 public key.
     @param not_before The 32-byte time from which tokens it signs are valid.
     """
-    ownable._check_owner()
+    owned._check_owner()
     assert kid != empty(bytes32), "capability_authority: kid is zero"
     assert public_key != empty(bytes32), "capability_authority: public key is zero"
     assert self.keys[kid].public_key == empty(bytes32), "capability_authority: kid already registered"
@@ -93,7 +92,7 @@ def retire_key(kid: bytes32, not_after: uint256):
     @param kid The 32-byte key identifier.
     @param not_after The 32-byte time from which the key is no longer valid.
     """
-    ownable._check_owner()
+    owned._check_owner()
     key: SigningKey = self.keys[kid]
     assert key.public_key != empty(bytes32), "capability_authority: unknown kid"
     assert not_after > key.not_before, "capability_authority: not_after before not_before"
@@ -125,7 +124,7 @@ def revoke_token(jti_hash: bytes32):
     @notice Only the owner; a token is revoked once.
     @param jti_hash The 32-byte hash of the token's `jti`.
     """
-    ownable._check_owner()
+    owned._check_owner()
     assert not self.token_revoked[jti_hash], "capability_authority: token already revoked"
     self.token_revoked[jti_hash] = True
     log TokenRevoked(jti_hash=jti_hash)
@@ -139,7 +138,7 @@ def revoke_subject(subject_hash: bytes32, before: uint256):
     @param subject_hash The 32-byte hash of the subject.
     @param before The 32-byte issue time before which tokens are revoked.
     """
-    ownable._check_owner()
+    owned._check_owner()
     assert before > self.subject_revoked_before[subject_hash], "capability_authority: cut-off can only move forward"
     self.subject_revoked_before[subject_hash] = before
     log SubjectRevoked(subject_hash=subject_hash, before=before)
@@ -153,7 +152,7 @@ def revoke_tenant(tenant_hash: bytes32, before: uint256):
     @param tenant_hash The 32-byte hash of the tenant.
     @param before The 32-byte issue time before which tokens are revoked.
     """
-    ownable._check_owner()
+    owned._check_owner()
     assert before > self.tenant_revoked_before[tenant_hash], "capability_authority: cut-off can only move forward"
     self.tenant_revoked_before[tenant_hash] = before
     log TenantRevoked(tenant_hash=tenant_hash, before=before)

@@ -2,8 +2,7 @@
 """
 @title apicredits Credit
 @custom:contract-name credit_token
-@license Apache-2.0 (this file); it compiles in snekmate's AGPL-3.0-only
-         `ownable` module, see `contracts/LICENSES.md`.
+@license Apache-2.0
 @notice Non-transferable prepaid credits, 1 credit = 1 stablecoin unit
         (6 decimals). Only the vault mints (on deposit) and burns (on
         consume, settle and withdraw). `transfer`, `transferFrom` and
@@ -18,10 +17,10 @@ implements: IERC20
 from ethereum.ercs import IERC20Detailed
 implements: IERC20Detailed
 
-from snekmate.auth import ownable
-initializes: ownable
+from modules import owned
+initializes: owned
 
-exports: (ownable.owner, ownable.transfer_ownership)
+exports: (owned.owner, owned.transfer_ownership)
 
 
 name: public(constant(String[25])) = "apicredits Credit"
@@ -44,7 +43,7 @@ def __init__():
     """
     @dev The deployer becomes the owner, who later sets the vault once.
     """
-    ownable.__init__()
+    owned.__init__()
 
 
 @external
@@ -54,7 +53,7 @@ def set_vault(vault_: address):
     @notice Only the owner; `vault_` cannot be the zero address.
     @param vault_ The 20-byte address of the credit vault.
     """
-    ownable._check_owner()
+    owned._check_owner()
     assert self.vault == empty(address), "credit_token: vault already set"
     assert vault_ != empty(address), "credit_token: vault is the zero address"
     self.vault = vault_

@@ -2,8 +2,7 @@
 """
 @title Credit Vault
 @custom:contract-name credit_vault
-@license Apache-2.0 (this file); it compiles in snekmate's AGPL-3.0-only
-         `ownable` module, see `contracts/LICENSES.md`.
+@license Apache-2.0
 @notice Holds the stablecoin behind every credit. A deposit pulls
         stablecoin from the payer and mints as many credits (1:1) to a
         tenant. Credits leave in three ways, each burning credits and
@@ -24,10 +23,10 @@
 """
 
 
-from snekmate.auth import ownable
-initializes: ownable
+from modules import owned
+initializes: owned
 
-exports: (ownable.owner, ownable.transfer_ownership)
+exports: (owned.owner, owned.transfer_ownership)
 
 
 interface IStablecoin:
@@ -166,7 +165,7 @@ def __init__(stablecoin_: address, credit_: address, withdraw_delay_: uint256, r
     assert stablecoin_ != empty(address), "credit_vault: stablecoin is the zero address"
     assert credit_ != empty(address), "credit_vault: credit is the zero address"
     assert registry_ != empty(address), "credit_vault: registry is the zero address"
-    ownable.__init__()
+    owned.__init__()
     stablecoin = IStablecoin(stablecoin_)
     credit = ICreditToken(credit_)
     withdraw_delay = withdraw_delay_
@@ -439,7 +438,7 @@ def set_operator(operator: address, enabled: bool):
     @param operator The 20-byte operator address.
     @param enabled The Boolean new status.
     """
-    ownable._check_owner()
+    owned._check_owner()
     assert operator != empty(address), "credit_vault: operator is the zero address"
     self.is_operator[operator] = enabled
     log OperatorChanged(operator=operator, enabled=enabled)
@@ -453,7 +452,7 @@ def set_settler(settler: address):
     @notice Only the owner.
     @param settler The 20-byte settler address.
     """
-    ownable._check_owner()
+    owned._check_owner()
     previous: address = self.settler
     self.settler = settler
     log SettlerChanged(previous_settler=previous, new_settler=settler)

@@ -2,8 +2,7 @@
 """
 @title Provider Registry
 @custom:contract-name provider_registry
-@license Apache-2.0 (this file); it compiles in snekmate's AGPL-3.0-only
-         `ownable` module, see `contracts/LICENSES.md`.
+@license Apache-2.0
 @notice The providers that jobs can be locked for, keyed by a 32-byte
         `provider_id`: who administers each one, which key signs its
         usage reports, where its earnings are paid and whether it is
@@ -16,10 +15,10 @@
 """
 
 
-from snekmate.auth import ownable
-initializes: ownable
+from modules import owned
+initializes: owned
 
-exports: (ownable.owner, ownable.transfer_ownership)
+exports: (owned.owner, owned.transfer_ownership)
 
 
 STATUS_UNKNOWN: public(constant(uint8)) = 0
@@ -76,7 +75,7 @@ def __init__():
     """
     @dev The deployer becomes the owner (governance).
     """
-    ownable.__init__()
+    owned.__init__()
 
 
 @external
@@ -104,7 +103,7 @@ def register_for(provider_id: bytes32, admin: address, signer: address, payout: 
     @param signer The 20-byte signer address.
     @param payout The 20-byte payout address.
     """
-    ownable._check_owner()
+    owned._check_owner()
     self._register(provider_id, admin, signer, payout)
 
 
@@ -162,7 +161,7 @@ def set_status(provider_id: bytes32, status: uint8):
     """
     assert self.providers[provider_id].status != STATUS_UNKNOWN, "provider_registry: unknown provider"
     assert status >= STATUS_ACTIVE and status <= STATUS_RETIRED, "provider_registry: invalid status"
-    if msg.sender != ownable.owner:
+    if msg.sender != owned.owner:
         assert msg.sender == self.providers[provider_id].admin, "provider_registry: caller is not the owner"
         assert status == STATUS_RETIRED, "provider_registry: admin may only retire"
     self.providers[provider_id].status = status
@@ -230,4 +229,4 @@ def _check_admin_or_owner(provider_id: bytes32):
     """
     provider_admin: address = self.providers[provider_id].admin
     assert provider_admin != empty(address), "provider_registry: unknown provider"
-    assert msg.sender == provider_admin or msg.sender == ownable.owner, "provider_registry: caller is not the admin"
+    assert msg.sender == provider_admin or msg.sender == owned.owner, "provider_registry: caller is not the admin"
