@@ -28,6 +28,12 @@ from apicredits.db.sql import Sql
 from apicredits.errors import InvalidInput
 
 T = TypeVar("T")
+
+
+class _WriteLockBusy(Exception):
+    """Another connection holds SQLite's write lock right now."""
+
+
 log = logging.getLogger("apicredits.db")
 
 
@@ -62,6 +68,7 @@ class Database:
             self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="apicredits-db")
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="apicredits-db-writer")
             self._writer_raw: sqlite3.Connection | None = None  # used by the writer thread only
+            self._inline_raw: sqlite3.Connection | None = None  # used on the loop's thread only
             self._sqlite_path = database or ":memory:"
             self._checkpointer = (
                 Checkpointer(self._sqlite_path) if database and database != ":memory:" else None
@@ -105,8 +112,35 @@ class Database:
         if self._async is not None:
             async with self._async.begin() as conn:
                 return await conn.run_sync(lambda c: work(Sql(c)))
+        if self._checkpointer is not None:  # a file database: try it right here first
+            try:
+                return self._write_inline(work)
+            except _WriteLockBusy:
+                pass  # another connection writes: wait for the lock on the writer thread
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._write_raw, work)
+
+    def _write_inline(self, work: Callable[[Sql], T]) -> T:
+        """One short write transaction on the event loop's thread, if the write lock is free
+        this instant (``busy_timeout=0``): a hot-path transaction takes ~0.1 ms, a hop to the
+        writer thread and back ~0.2 ms more (measured), and the loop never waits for a lock."""
+        raw = self._inline_raw
+        if raw is None:
+            raw = self._inline_raw = _connect_sqlite(self._sqlite_path)
+            raw.execute("PRAGMA busy_timeout=0")
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise _WriteLockBusy from exc
+            raise
+        try:
+            result = work(Sql(None, raw=raw))
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+        return result
 
     def _write_raw(self, work: Callable[[Sql], T]) -> T:
         raw = self._writer_raw
@@ -153,9 +187,15 @@ class Database:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._writer.submit(self._close_writer).result()
+            self._close_inline()
             self._writer.shutdown(wait=True)
             if self._checkpointer is not None:
                 self._checkpointer.stop()
+
+    def _close_inline(self) -> None:
+        if self._inline_raw is not None:
+            self._inline_raw.close()
+            self._inline_raw = None
 
     def _close_writer(self) -> None:
         if self._writer_raw is not None:
