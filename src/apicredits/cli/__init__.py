@@ -33,6 +33,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     port: Annotated[int | None, typer.Option(help="port")] = None,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    proxy_headers: Annotated[
+        bool, typer.Option(help="trust X-Forwarded-For/-Proto (behind a reverse proxy)")
+    ] = False,
 ) -> None:
     """Serve the gateway: control plane at /admin/v1 (docs at /docs)."""
     import uvicorn
@@ -70,6 +73,9 @@ def serve(
         access_log=False,
         loop="uvloop",
         http="httptools",
+        # X-Forwarded-* only when asked: behind a proxy, set APICREDITS_PUBLIC_URL too (DPoP).
+        proxy_headers=proxy_headers,
+        server_header=False,
     )
 
 
