@@ -83,6 +83,11 @@ def _parse_scope(text: str) -> Scope:
 
 def allows(scopes: Iterable[str], route: str, model: str | None = None) -> bool:
     """True if some scope allows ``route`` and, when a model is named, some scope allows it."""
+    return _allows(tuple(scopes), route, model)
+
+
+@functools.lru_cache(maxsize=8192)  # a principal's scopes give the same few answers every call
+def _allows(scopes: tuple[str, ...], route: str, model: str | None) -> bool:
     parsed = [Scope.parse(s) for s in scopes]
     return any(s.matches("route", route) for s in parsed) and (
         model is None or any(s.matches("model", model) for s in parsed)
