@@ -75,6 +75,8 @@ class Runtime:
             raise
         directory = Directory(db, ledger)
         services = Services(directory)
+        if chain is not None:  # the indexing worker also publishes the signing keys on chain
+            chain.signing_keys = lambda: (authority.ring_version, authority.key_ring)
         authenticator = CapabilityAuthenticator(
             authority, directory, cache_seconds=settings.auth_cache_seconds
         )

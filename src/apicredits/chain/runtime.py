@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apicredits.auth.keys import KeyRing
 from apicredits.chain.base import Chain
 from apicredits.chain.connect import confirmations, connect, deployment_path
 from apicredits.chain.deployment import Deployment, load_deployment
 from apicredits.chain.election import lease_for
 from apicredits.chain.indexer import Indexer
+from apicredits.chain.key_publication import publish_key_ring
 from apicredits.ledger import Ledger
 from apicredits.settings import Settings
 
@@ -36,6 +39,9 @@ class ChainRuntime:
     indexer: Indexer
     poll_seconds: float
     leading: bool = False
+    # The gateway's signing keys (version, ring), published on chain by the leader.
+    signing_keys: Callable[[], tuple[int, KeyRing]] | None = None
+    _published_keys: int = -1
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -58,10 +64,23 @@ class ChainRuntime:
                         await self.indexer.sync()
                     except Exception:
                         log.exception("chain indexer pass failed; will retry")
+                    await self._publish_keys()
                 await self._sleep(self.poll_seconds * (1 if leading else FOLLOWER_POLLS))
         finally:
             self.leading = False
             await lease.release()
+
+    async def _publish_keys(self) -> None:
+        if self.signing_keys is None:
+            return
+        version, ring = self.signing_keys()
+        if version == self._published_keys:
+            return
+        try:
+            await asyncio.to_thread(publish_key_ring, self.chain, self.deployment, ring)
+            self._published_keys = version
+        except Exception:
+            log.exception("publishing signing keys on chain failed; will retry")
 
     def wake(self) -> None:
         self._wake.set()

@@ -238,7 +238,9 @@ async def revoke_key(credential_id: str, rt: RT) -> dict[str, Any]:
     """Revoke an API key or a service; a service's capability tokens are revoked with it."""
     cred = await rt.directory.revoke_credential(credential_id)
     if cred.kind == "service":
-        await rt.authority.revoke("subject", cred.tenant_id, cred.id, int(time.time()) + 1)
+        from apicredits.gateway.admin_auth import revoke_everywhere
+
+        await revoke_everywhere(rt, "subject", cred.tenant_id, cred.id, int(time.time()) + 1)
     return credential_doc(cred)
 
 

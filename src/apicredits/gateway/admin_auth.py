@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
@@ -11,9 +13,28 @@ from apicredits.auth.capabilities import MAX_TTL_SECONDS
 from apicredits.errors import InvalidInput
 from apicredits.gateway import schemas
 from apicredits.gateway.admin import RT, credential_doc, iso, require_admin
+from apicredits.runtime import Runtime
 from apicredits.tenants import Credential
 
+log = logging.getLogger("apicredits.gateway")
+
 router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)], tags=["capabilities"])
+
+
+async def revoke_everywhere(rt: Runtime, kind: str, tenant_id: str, value: str, until: int) -> None:
+    """Revoke (the database is the record every worker follows), then mirror it on chain
+    when a chain is configured; a chain that fails is logged, never undoes the revocation."""
+    await rt.authority.revoke(kind, tenant_id, value, until)
+    if rt.chain is not None:
+        from apicredits.chain.key_publication import publish_revocation
+
+        chain = rt.chain
+        try:
+            await asyncio.to_thread(
+                publish_revocation, chain.chain, chain.deployment, kind, tenant_id, value, until
+            )
+        except Exception:
+            log.exception("mirroring a revocation on chain failed; it holds in the gateway")
 
 
 def service_doc(cred: Credential, keys: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -105,5 +126,5 @@ async def revoke(body: schemas.RevocationCreate, rt: RT) -> dict[str, Any]:
         value, until = "", now + 1
     if body.kind != "tenant" and not value:
         raise InvalidInput("value is required: the jti or the service's client_id", field="value")
-    await rt.authority.revoke(body.kind, tenant.id, value, until)
+    await revoke_everywhere(rt, body.kind, tenant.id, value, until)
     return {"kind": body.kind, "tenant_id": tenant.id, "value": value, "at": iso(now * 1_000_000)}
