@@ -8,7 +8,10 @@ Figures, all in process on this machine:
 - the events tree of those N digests, and the lines tree of N settlement lines;
 - the root over ``--leaves`` bytes32 leaves, serially and over a process pool of ``--workers``
   (pool start-up excluded, measured separately); the keccak backend in use is named;
-- BLS: sign, verify, aggregate 3 and 21 signatures and public keys, verify an aggregate.
+- BLS: sign, verify, aggregate 3 and 21 signatures and public keys, verify an aggregate;
+- with ``--gas`` (needs anvil: ``make venv``): gas from real receipts on a Prague anvil for one
+  epoch submission (2 of 3 oracles), one settlement line executed alone, lines executed in one
+  batch (per line), and the resulting gas per usage event at ``--gas-events`` events per epoch.
 """
 
 from __future__ import annotations
@@ -167,16 +170,100 @@ def bench_bls() -> None:
         )
 
 
+def bench_gas(events_per_epoch: int, tenants: int = 4, providers: int = 5) -> None:
+    """Gas from receipts on anvil: submission, one line alone, a batch of lines."""
+    from apicredits.chain import deploy, deposit_test_funds
+    from apicredits.chain.anvil import running_anvil
+    from apicredits.chain.rpc import RpcChain
+    from apicredits.oracle.epochs import build_epoch
+
+    with running_anvil() as url:
+        chain = RpcChain(url)
+        try:
+            d = deploy(chain, dispute_window_seconds=0)
+            admin, payout, *wallets = chain.accounts[1 : 2 + tenants + 1]
+            wallets = wallets[:tenants]
+            pids = [provider_id(f"gas-provider-{p}") for p in range(providers)]
+            registry = d.address("provider_registry")
+            for pid in pids:
+                chain.transact(registry, "provider_registry", "register", pid, admin, payout,
+                               sender=admin)  # fmt: skip
+            for wallet in wallets:
+                deposit_test_funds(chain, d, tenant=wallet, amount=100_000_000)
+            oracles = [OracleKey.generate() for _ in range(3)]
+            for key in oracles:
+                chain.transact(d.receipts, "usage_receipts", "register_oracle", key.public_key,
+                               key.proof_of_possession())  # fmt: skip
+            chain.transact(d.receipts, "usage_receipts", "set_threshold", 2)
+            domain = UsageDomain(chain.chain_id, d.receipts)
+            signer = Account.create()
+            count = tenants * providers
+            events = [
+                sign(UsageEvent(
+                    event_id=event_id(f"gas-{e}-{i}"), job_id=job_id("gas"),
+                    tenant=wallets[i % tenants], provider_id=pids[(i // tenants) % providers],
+                    model="m", units=(UsageUnit("input_tokens", 10),), tariff_version=1,
+                    cost_micro=1_000 + i, timestamp=1_700_000_000, request_hash=bytes(32),
+                    sequence=i, meter=Meter.GATEWAY), domain, signer.key)
+                for e in range(2) for i in range(count)
+            ]  # fmt: skip
+            gas: dict[str, int] = {}
+            for epoch, part in ((1, events[:count]), (2, events[count:])):
+                build = build_epoch(epoch, part, domain, fee_bps=100)
+                summary = build.summary(domain)
+                shares = [k.sign(summary.message()) for k in oracles[:2]]
+                receipt = chain.transact(
+                    d.receipts, "usage_receipts", "submit_epoch", epoch, summary.events_root,
+                    summary.lines_root, summary.line_count, summary.total_micro, 0b11,
+                    oracles[0].public_key + oracles[1].public_key, aggregate_signatures(shares),
+                )  # fmt: skip
+                gas.setdefault("submit", receipt.gas_used)
+                if epoch == 1:
+                    for i, name in ((0, "first"), (1, "single")):
+                        single = chain.transact(
+                            d.treasury, "settlement_treasury", "execute_line",
+                            *build.lines[i].values(), build.line_proof(i),
+                        )  # fmt: skip
+                        gas[name] = single.gas_used
+                else:
+                    batch = chain.transact(
+                        d.treasury, "settlement_treasury", "execute_lines", epoch,
+                        [line.values()[1:] for line in build.lines],
+                        [build.line_proof(i) for i in range(len(build.lines))],
+                    )  # fmt: skip
+                    gas["batch"] = batch.gas_used
+        finally:
+            chain.close()
+    per_line = gas["batch"] // count
+    print(f"gas: submit_epoch (2 of 3 oracles): {gas['submit']:,}")
+    print(
+        f"gas: execute_line alone (tree of {count} lines): {gas['single']:,} "
+        f"(the very first line, touching cold balances: {gas['first']:,})"
+    )
+    print(
+        f"gas: execute_lines, {count} lines in one call: {gas['batch']:,} = {per_line:,} per line"
+    )
+    per_event = (gas["submit"] + gas["batch"]) / events_per_epoch
+    print(
+        f"gas per usage event at {events_per_epoch:,} events per epoch "
+        f"({count} lines, batched): {per_event:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--leaves", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--gas", action="store_true", help="gas figures from anvil")
+    parser.add_argument("--gas-events", type=int, default=10_000)
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
     bench_events(args.events)
     bench_big_tree(args.leaves, args.workers)
     bench_bls()
+    if args.gas:
+        bench_gas(args.gas_events)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,12 @@ class ProviderSettings(BaseModel):
     dialects: list[str] = Field(default_factory=lambda: ["openai"])
     api_key_env: str | None = Field(None, description="env var holding the upstream API key")
     models: list[str] = Field(default_factory=list, description="models it serves (exact)")
+    usage_signer: str | None = Field(
+        None, description="address whose key signs its usage events (no chain registry)"
+    )
+    signs_usage: bool = Field(
+        False, description="send it the apicredits-usage-context header to sign usage"
+    )
 
 
 class ModelRoute(BaseModel):
@@ -58,6 +64,12 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(5.0, gt=0)
     db_pool_size: int = Field(10, ge=1)
     sim_url: str = Field("http://127.0.0.1:9100", description="the provider simulator (sim-*)")
+    sim_signs_usage: bool = Field(
+        False, description="send the simulator usage contexts (provider-sim --signing-key)"
+    )
+    sim_usage_signer: str | None = Field(
+        None, description="the simulator's usage signer address (no chain registry)"
+    )
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     models: dict[str, ModelRoute] = Field(default_factory=dict)
     default_max_output_tokens: int = Field(4096, ge=1)
@@ -96,6 +108,16 @@ class Settings(BaseSettings):
     )
     chain_withdraw_delay_seconds: int = Field(86400, ge=0, le=365 * 86400)
     chain_poll_seconds: float = Field(2.0, gt=0, description="how often the indexer polls")
+    # -- usage events (verifiable usage): every usage record becomes a signed usage event
+    usage_events: bool = Field(True, description="sign a usage event for every usage record")
+    metering_key_file: Path | None = Field(
+        None, description="the gateway's secp256k1 metering key; default data_dir/metering-key"
+    )
+    usage_producer_interval_seconds: float = Field(
+        1.0, gt=0, description="how often new usage records are signed"
+    )
+    usage_producer_batch: int = Field(500, ge=1, le=10_000)
+    usage_emit_max_events: int = Field(1000, ge=1, le=10_000, description="per emit request")
 
     @classmethod
     def settings_customise_sources(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from pydantic import ValidationError
 from apicredits.cli import (
     admin,
     chain,
+    oracle,
     services,  # noqa: F401 - registers its commands on admin.app
 )
 from apicredits.errors import ApicreditsError
@@ -24,6 +26,9 @@ app = typer.Typer(
 )
 app.add_typer(admin.app, name="admin")
 app.add_typer(chain.app, name="chain")
+app.add_typer(oracle.app, name="oracle")
+app.command("settle")(oracle.settle)
+app.command("verify")(oracle.verify)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -84,11 +89,17 @@ def provider_sim(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 9100,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    signing_key: Annotated[
+        Path | None, typer.Option(help="sign usage with this key (0x-hex secp256k1 file)")
+    ] = None,
+    emit_url: Annotated[
+        str | None, typer.Option(help="where to POST signed usage (the gateway's /v1/usage/emit)")
+    ] = None,
 ) -> None:
     """Serve the local provider simulator (OpenAI, Anthropic and Gemini wire formats)."""
     from apicredits.providers.simulator import run_simulator
 
-    run_simulator(host=host, port=port, workers=workers)
+    run_simulator(host=host, port=port, workers=workers, signing_key=signing_key, emit_url=emit_url)
 
 
 @app.command()

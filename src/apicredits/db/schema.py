@@ -285,3 +285,76 @@ chain_events = Table(
     Index("ix_chain_events_block", "chain_id", "vault", "block_number"),
     Index("ix_chain_events_tx", "chain_id", "tx_hash", "log_index"),
 )
+
+# -- verifiable usage (metering events, oracle epochs)
+
+# One signed UsageEvent per usage record (signed by the gateway's metering key) or per
+# provider-emitted event (which replaces the gateway's until the event is sealed). `epoch`
+# and `leaf_index` are set when the aggregator seals the event into an epoch.
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("event_id", String(66), nullable=False, unique=True),  # 0x keccak256(request id)
+    Column("request_id", String(64), nullable=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("digest", String(66), nullable=False),  # EIP-712 digest, 0x-hex
+    Column("document", Text, nullable=False),  # SignedUsageEvent.to_document(), canonical JSON
+    Column("signer", String(42), nullable=False),
+    Column("meter", String(8), nullable=False),  # provider | gateway
+    Column("cost_micro", BigInteger, nullable=False),
+    Column("epoch", BigInteger, nullable=True),
+    Column("leaf_index", Integer, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_usage_events_epoch", "epoch", "seq"),
+)
+
+# How far a background producer has read its source: the usage-event producer's last
+# usage_records seq turned into an event (name "usage_events").
+metering_cursors = Table(
+    "metering_cursors",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+# One row per sealed epoch (written by `apicredits settle`).
+epochs = Table(
+    "epochs",
+    metadata,
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("receipts", String(42), nullable=False),
+    Column("events_root", String(66), nullable=False),
+    Column("lines_root", String(66), nullable=False),
+    Column("line_count", Integer, nullable=False),
+    Column("total_micro", BigInteger, nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # sealed | submitted | settled | failed
+    Column("signers", Text, nullable=False, server_default="[]"),  # JSON
+    Column("excluded", Text, nullable=False, server_default="[]"),  # JSON
+    Column("submit_tx", String(66), nullable=True),
+    Column("submit_block", BigInteger, nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("submitted_at_us", BigInteger, nullable=True),
+)
+
+# An epoch's settlement lines, in lines-tree order.
+epoch_lines = Table(
+    "epoch_lines",
+    metadata,
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("line_index", Integer, primary_key=True, autoincrement=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("tenant_address", String(42), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("provider_id", String(66), nullable=False),
+    Column("amount_micro", BigInteger, nullable=False),
+    Column("fee_micro", BigInteger, nullable=False),
+    Column("leaf", String(66), nullable=False),
+    Column("executed_tx", String(66), nullable=True),
+    Column("executed_block", BigInteger, nullable=True),
+)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apicredits import __version__
 from apicredits.errors import ApicreditsError
-from apicredits.gateway import dataplane
+from apicredits.gateway import dataplane, oracle_receipts
 from apicredits.gateway.admin import router as admin_router
 from apicredits.gateway.admin_auth import router as admin_auth_router
 from apicredits.gateway.admin_chain import router as admin_chain_router
@@ -33,6 +33,8 @@ from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.routing import Router
 from apicredits.gateway.signin import router as signin_router
+from apicredits.gateway.usage import UsageEvents
+from apicredits.gateway.usage import routes as usage_routes
 from apicredits.runtime import Runtime
 from apicredits.settings import Settings
 
@@ -82,15 +84,22 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         proxy = Proxy(rt, Router(settings), Metrics())
         rt.authenticator.on_legacy_use = lambda _: proxy.metrics.legacy_key_uses.inc()
         await proxy.start()
+        usage = await UsageEvents.open(rt)
+        if usage.signing:
+            proxy.upstream_headers = usage.upstream_headers
         for state in (app.state, admin.state):
             state.runtime = rt
             state.proxy = proxy
+            state.usage = usage
         interval = settings.sweep_interval_seconds
         sweepers = [
             asyncio.create_task(_every(interval, rt.ledger.expire_due, "lock sweeper")),
             asyncio.create_task(_every(interval, proxy.jobs.settle_due, "job sweeper")),
             asyncio.create_task(rt.authority.run_refresher()),
         ]
+        if settings.usage_events:  # sign every usage record, off the request path
+            every = settings.usage_producer_interval_seconds
+            sweepers.append(asyncio.create_task(usage.producer.run(every)))
         if rt.chain is not None:
             sweepers.append(asyncio.create_task(rt.chain.run()))
         else:
@@ -117,7 +126,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         return domain_error_response(exc)
 
     app = Starlette(
-        routes=[*dataplane.routes(), Mount("/", app=admin)],
+        routes=[
+            *usage_routes(),
+            *dataplane.routes(),
+            *oracle_receipts.routes(),
+            Mount("/", app=admin),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, ApicreditsError: domain},
     )

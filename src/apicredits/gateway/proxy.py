@@ -16,7 +16,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -32,6 +32,7 @@ from apicredits.gateway.routing import Router, Target
 from apicredits.ledger import AccountType, Consume, Lock, provider_account
 from apicredits.limits import Lease, RateLimits
 from apicredits.metering import UsageRecord
+from apicredits.oracle.messages import event_id
 from apicredits.providers.base import CallPlan, MalformedUpstream, Route, Usage, parse_json
 from apicredits.providers.dialects import (
     error_body,
@@ -112,6 +113,8 @@ class Proxy:
         self.jobs = JobStore(runtime.db, runtime.ledger)
         self.http: aiohttp.ClientSession | None = None
         self._settling: set[asyncio.Task[None]] = set()
+        # extra headers for a call's upstream (the usage context of providers that sign)
+        self.upstream_headers: Callable[[Call], Awaitable[dict[str, str]]] | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=30, ttl_dns_cache=300)
@@ -294,6 +297,8 @@ class Proxy:
                 headers[name] = request.headers[name]
         if upstream.is_simulator:  # failure modes and usage modifiers of the simulator
             headers.update({k: v for k, v in request.headers.items() if k.startswith("x-sim-")})
+        if self.upstream_headers is not None:
+            headers.update(await self.upstream_headers(call))
         url = _upstream_url(upstream.base_url, call.route, call.target.upstream_model)
         timeout = aiohttp.ClientTimeout(
             total=None if call.plan.stream else self._timeout(), sock_read=self._timeout()
@@ -512,6 +517,7 @@ class Proxy:
             "apicredits-locked-micro": str(call.worst_micro),
             "apicredits-remaining-micro": str(remaining),
             "apicredits-tariff-version": str(call.tariff_version),
+            **receipt_headers(call.request_id),
         }
         if cost is not None:
             headers["apicredits-cost-micro"] = str(cost)
@@ -522,6 +528,7 @@ class Proxy:
             "apicredits-request-id": replay.request_id,
             "apicredits-cost-micro": str(replay.cost_micro),
             "apicredits-idempotent-replay": "true",
+            **receipt_headers(replay.request_id),
         }
         if replay.body is None:
             body = error_body(
@@ -552,6 +559,12 @@ class Proxy:
         if retry_after:
             response.headers["retry-after"] = retry_after
         return response
+
+
+def receipt_headers(request_id: str) -> dict[str, str]:
+    """The per-call receipt: the call's usage event id and where its proof will be."""
+    eid = "0x" + event_id(request_id).hex()
+    return {"apicredits-receipt": eid, "apicredits-receipt-url": f"/v1/usage/{eid}/proof"}
 
 
 def _json_body(request: Request, raw: bytes) -> object:

@@ -1,5 +1,11 @@
 """The settlement oracle's pure core: BLS signatures (``bls``), OpenZeppelin-compatible Merkle
-trees (``merkle``) and the exact messages the settlement contracts verify (``messages``)."""
+trees (``merkle``) and the exact messages the settlement contracts verify (``messages``).
+
+The runtime, imported on use (it needs the database and the chain): ``validation`` (an
+event's signature, signer, tariff math and lock limits), ``epochs`` (sealing and both
+trees), ``node`` (one oracle's HTTP signing service), ``aggregator`` (t-of-n collection,
+submission and line execution: ``apicredits settle``) and ``verify`` (a receipt against the
+chain: ``apicredits verify``)."""
 
 from __future__ import annotations
 

@@ -53,6 +53,12 @@ Failure modes (request headers):
   its closing events (no finish, no final usage, no ``[DONE]``), and the response ends; a
   non-stream answer sends the first half of its JSON body.
 
+Signed usage (``create_sim_app(usage_signer)``, ``provider-sim --signing-key FILE --emit-url
+URL``): a whole (non-stream, not failed) answer to a request carrying the gateway's
+``apicredits-usage-context`` header is metered with the gateway's own usage parser, priced,
+signed and posted to the gateway (``apicredits.metering.signer``), like a provider that
+adopted the protocol. Streams keep the gateway-signed event.
+
 Errors use the provider's own shape: unknown model (not ``sim-...``) 404, malformed JSON or
 invalid fields 400, wrong method 405, unknown path 404. The order: path and method, the
 ``x-sim-*`` headers, latency, a 429/500 failure (so even an invalid body gets it), then the body
@@ -69,9 +75,11 @@ import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from apicredits.metering.signer import CONTEXT_HEADER, ProviderUsageSigner
 from apicredits.providers import sim_formats as fmt
 from apicredits.providers.sim_formats import (
     Prompt,
@@ -193,10 +201,11 @@ _JSON = b"application/json"
 
 
 class _SimApp:
-    def __init__(self) -> None:
+    def __init__(self, usage_signer: ProviderUsageSigner | None = None) -> None:
         # Unique ids without uuid4's cost: a per-process random prefix and a counter.
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
+        self.usage_signer = usage_signer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -259,17 +268,24 @@ class _SimApp:
                 prompt.sse = b"alt=sse" in scope["query_string"]
             if not prompt.model.startswith("sim-"):
                 raise Rejected("not_found", f"The model `{prompt.model}` does not exist")
-            await self._answer(send, path, prompt, mods)
+            reply = await self._answer(send, path, prompt, mods)
+            if reply is not None and self.usage_signer is not None and not mods.fail:
+                context = _header(scope["headers"], _CONTEXT)
+                if context is not None:
+                    self.usage_signer.served(context, reply)
         except Rejected as rejected:
             status, error = fmt.error_body(dialect, rejected.kind, rejected.message)
             await _send(send, status, error)
 
-    async def _answer(self, send: Send, path: str, prompt: Prompt, mods: _Modifiers) -> None:
+    async def _answer(
+        self, send: Send, path: str, prompt: Prompt, mods: _Modifiers
+    ) -> bytes | None:
+        """Send the answer; returns a whole (non-stream) JSON reply, None for a stream."""
         if path == "/v1/embeddings":
             vectors = [_embedding(text, prompt.dimensions) for text in prompt.texts]
             reply = fmt.embeddings(prompt.model, vectors, prompt.tokens, prompt.base64)
             await _send_reply(send, reply, mods.fail)
-            return
+            return reply
         words, truncated = _words_for("\n".join(prompt.texts), prompt.max_tokens)
         tokens = prompt_tokens_of(prompt.texts, prompt.messages)
         cached = min(mods.cached, tokens)
@@ -296,7 +312,7 @@ class _SimApp:
             else:
                 reply = fmt.generate_content(c)
             await _send_reply(send, reply, mods.fail)
-            return
+            return reply
         if path == "/v1/chat/completions":
             plan = fmt.chat_stream(c, prompt.include_usage)
         elif path == "/v1/responses":
@@ -306,6 +322,17 @@ class _SimApp:
         else:
             plan = fmt.generate_stream(c, prompt.sse, complete=mods.fail != "cut")
         await _send_stream(send, plan, mods)
+        return None  # streamed calls keep the gateway-signed event
+
+
+_CONTEXT = CONTEXT_HEADER.encode()
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -358,17 +385,45 @@ async def _send_stream(send: Send, plan: fmt.StreamPlan, mods: _Modifiers) -> No
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def create_sim_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The simulator as an ASGI app."""
-    return _SimApp()
+def create_sim_app(
+    usage_signer: ProviderUsageSigner | None = None,
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The simulator as an ASGI app; with ``usage_signer`` it signs and emits the usage of
+    every whole (non-stream) answer to a call that carries the gateway's usage context."""
+    return _SimApp(usage_signer)
 
 
-def run_simulator(host: str = "127.0.0.1", port: int = 9100, workers: int = 1) -> None:
-    """Serve the simulator with uvicorn until interrupted."""
+SIGNING_KEY_ENV = "APICREDITS_SIM_SIGNING_KEY_FILE"
+EMIT_URL_ENV = "APICREDITS_SIM_EMIT_URL"
+
+
+def create_sim_app_from_env() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The simulator of ``run_simulator``'s workers: signing usage when given a key."""
+    key_file = os.environ.get(SIGNING_KEY_ENV)
+    if not key_file:
+        return create_sim_app()
+    signer = ProviderUsageSigner.from_key_file(Path(key_file), os.environ.get(EMIT_URL_ENV))
+    return create_sim_app(signer)
+
+
+def run_simulator(
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    workers: int = 1,
+    *,
+    signing_key: Path | None = None,
+    emit_url: str | None = None,
+) -> None:
+    """Serve the simulator with uvicorn until interrupted; with ``signing_key`` (a file
+    holding a 0x-hex secp256k1 key) it signs usage and posts it to ``emit_url``."""
     import uvicorn
 
+    if signing_key is not None:
+        os.environ[SIGNING_KEY_ENV] = str(signing_key)
+        if emit_url is not None:
+            os.environ[EMIT_URL_ENV] = emit_url
     uvicorn.run(
-        "apicredits.providers.simulator:create_sim_app",
+        "apicredits.providers.simulator:create_sim_app_from_env",
         factory=True,
         host=host,
         port=port,
