@@ -109,7 +109,11 @@ class Settings(BaseSettings):
     chain_withdraw_delay_seconds: int = Field(86400, ge=0, le=365 * 86400)
     chain_poll_seconds: float = Field(2.0, gt=0, description="how often the indexer polls")
     # -- usage events (verifiable usage): every usage record becomes a signed usage event
-    usage_events: bool = Field(True, description="sign a usage event for every usage record")
+    usage_events: bool = Field(
+        False,
+        description="sign usage events inside the gateway (else `apicredits settle` signs them: "
+        "signing in the gateway costs about half its req/s at saturation, bench/gateway.py)",
+    )
     metering_key_file: Path | None = Field(
         None, description="the gateway's secp256k1 metering key; default data_dir/metering-key"
     )

@@ -177,8 +177,13 @@ def settle(
     rpc: Rpc = None,
     deployment: DeploymentFile = None,
     database_url: DatabaseUrl = None,
+    sign_usage: Annotated[
+        bool,
+        typer.Option(help="sign new usage records with the gateway's metering key first"),
+    ] = True,
 ) -> None:
-    """Seal usage events into epochs, have the oracles sign them, submit, execute lines."""
+    """Sign usage records into usage events, seal them into epochs, have the oracles sign
+    them, submit, execute lines."""
     from apicredits.db import Database, upgrade
     from apicredits.logs import json_log_config
     from apicredits.oracle.aggregator import Settler
@@ -199,7 +204,11 @@ def settle(
                 gateway_meter=gateway_meter, max_events=max_events, max_seconds=max_seconds,
                 batch=batch, gateway_url=gateway, admin_token=_admin_token(settings, gateway),
             )  # fmt: skip
+            producer = _producer(settings, db, d) if sign_usage else None
             while True:
+                if producer is not None:  # usage records -> signed usage events, then seal
+                    while await producer.step() > 0:
+                        pass
                 settler.tariffs = (await TariffStore(db).book()).version
                 for report in await settler.run_once(wait=wait):
                     typer.echo(json.dumps(report.to_document()))
@@ -211,6 +220,17 @@ def settle(
 
     with _chain(rpc, deployment) as (chain, d), suppress(KeyboardInterrupt):
         asyncio.run(run(chain, d))
+
+
+def _producer(settings: Settings, db: Any, d: Deployment) -> Any:
+    """The gateway's usage-event producer, with its metering key (``metering_key_file``, else
+    the data directory's, shared with the gateway on one host) and the deployment's domain."""
+    from apicredits.metering.events import UsageDomain
+    from apicredits.metering.producer import EventProducer, load_or_create_metering_key
+
+    path = settings.metering_key_file or settings.data_dir / "metering-key"
+    key = load_or_create_metering_key(path)
+    return EventProducer(db, key, UsageDomain(d.chain_id, d.receipts))
 
 
 def _published_meter(gateway: str) -> str | None:

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from apicredits.db.engine import Database
 from apicredits.db.schema import metering_cursors, tenant_wallets, usage_events, usage_records
 from apicredits.errors import InvalidInput
-from apicredits.metering.events import Meter, UsageDomain, UsageEvent, UsageUnit, sign
+from apicredits.metering.events import Meter, UsageDomain, UsageEvent, UsageSigner, UsageUnit
 from apicredits.metering.store import canonical_document, hex32
 from apicredits.oracle.messages import event_id, job_id, provider_id
 
@@ -166,6 +166,7 @@ class EventProducer:
         self.batch = batch
         self.clock = clock
         self._lock = asyncio.Lock()  # one pass at a time in this process
+        self._signer = UsageSigner(key.private_key)
 
     async def step(self) -> int:
         """Sign and store the events of up to ``batch`` new records; returns how many were
@@ -224,7 +225,7 @@ class EventProducer:
         rows = []
         for record in pending.records:
             event = event_from_record(record, pending.wallets.get(record.tenant_id, ZERO_ADDRESS))
-            signed = sign(event, self.domain, self.key.private_key)
+            signed = self._signer.sign(event, self.domain)
             rows.append(
                 {
                     "event_id": hex32(event.event_id),

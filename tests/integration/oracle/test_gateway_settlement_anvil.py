@@ -53,7 +53,7 @@ def test_calls_settle_on_chain_and_their_receipts_verify(anvil_url: str, tmp_pat
             data_dir=tmp_path / "gw", admin_token=TOKEN, database_url=None, redis_url=None,
             chain_rpc_url=anvil_url, chain_deployment_file=deployment_file,
             chain_confirmations=0, chain_poll_seconds=0.2, sim_url=sim_url,
-            usage_producer_interval_seconds=0.2,
+            usage_producer_interval_seconds=0.2, usage_events=True,
         )  # fmt: skip
         with (
             running_gateway(settings) as url,

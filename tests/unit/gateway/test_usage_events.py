@@ -48,6 +48,7 @@ def gw(sim_url: str, data_dir: Path) -> Iterator[Gateway]:
         sim_url=sim_url,
         upstream_timeout_seconds=2.0,
         usage_producer_interval_seconds=0.05,
+        usage_events=True,
     )
     with (
         running_gateway(settings) as url,
@@ -269,6 +270,7 @@ def test_the_simulator_signs_its_own_usage(tmp_path: Path) -> None:
             sim_signs_usage=True,
             sim_usage_signer=Account.from_key(SIM_KEY).address,
             usage_producer_interval_seconds=0.05,
+            usage_events=True,
         )
         with (
             running_gateway(settings) as url,
@@ -305,7 +307,8 @@ def test_on_a_chain_events_bind_to_its_receipts_contract(tmp_path: Path, sim_url
     from apicredits.oracle.messages import provider_id
 
     settings = Settings(data_dir=tmp_path, admin_token=ADMIN, sim_url=sim_url,
-                        usage_producer_interval_seconds=0.05, chain_poll_seconds=0.05)  # fmt: skip
+                        usage_producer_interval_seconds=0.05, chain_poll_seconds=0.05,
+                        usage_events=True)  # fmt: skip
     sim_signer = Account.from_key(SIM_KEY).address
     with embedded_deployment(settings) as (chain, deployment):
         registry = deployment.address("provider_registry")
