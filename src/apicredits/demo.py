@@ -28,6 +28,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from apicredits import demo_settlement
 from apicredits.errors import ApicreditsError
 from apicredits.gateway.app import create_app
 from apicredits.money import format_micro
@@ -90,12 +91,15 @@ def embedded_deployment(settings: Settings) -> Iterator[tuple[Chain, Deployment]
 
 
 def run_demo(*, keep: bool = False) -> None:
+    from apicredits.metering.signer import ProviderUsageSigner
     from apicredits.providers.simulator import create_sim_app
 
     data_dir = Path(tempfile.mkdtemp(prefix="apicredits-demo-"))
     token = secrets.token_urlsafe(16)
+    # The simulator signs its own usage, like a provider that adopts the protocol.
+    sim_signer = ProviderUsageSigner("0x" + secrets.token_hex(32), None)
     try:
-        with serving(create_sim_app()) as sim_url:
+        with serving(create_sim_app(sim_signer)) as sim_url:
             settings = Settings(
                 data_dir=data_dir,
                 admin_token=token,
@@ -105,6 +109,7 @@ def run_demo(*, keep: bool = False) -> None:
                 chain_deployment_file=None,
                 chain_poll_seconds=0.2,
                 sim_url=sim_url,
+                sim_signs_usage=True,
             )
             with (
                 embedded_deployment(settings) as (chain, deployment),
@@ -117,7 +122,9 @@ def run_demo(*, keep: bool = False) -> None:
                     f"[bold]apicredits demo[/]: gateway {url}, simulator {sim_url}, "
                     f"data in {data_dir}"
                 )
-                _scenario(url, admin, chain, deployment)
+                sim_signer.emit_url = f"{url}/v1/usage/emit"
+                oracles = demo_settlement.prepare(chain, deployment, sim_signer.address)
+                _scenario(url, admin, chain, deployment, settings, oracles)
     finally:
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -150,7 +157,10 @@ def fund_on_chain(
     return receipt.tx_hash, receipt.block_number
 
 
-def _scenario(url: str, admin: httpx.Client, chain: Chain, deployment: Deployment) -> None:
+def _scenario(
+    url: str, admin: httpx.Client, chain: Chain, deployment: Deployment, settings: Settings,
+    oracles: demo_settlement.Oracles,
+) -> None:  # fmt: skip
     import openai
 
     rows: list[tuple[str, str, str]] = []
@@ -274,6 +284,10 @@ def _scenario(url: str, admin: httpx.Client, chain: Chain, deployment: Deploymen
     total = balance["available_micro"] + balance["spent_micro"]
     if balance["locked_micro"] or total != FUNDING_MICRO:
         raise DemoFailed(f"ledger does not add up: {balance}")
+    verified = _settle_and_verify(
+        url, admin, api, chain, deployment, settings, oracles, raw.headers, rows,
+        wallet=chain.accounts[1], spent=balance["spent_micro"],
+    )  # fmt: skip
     table = Table("step", "credits", "note", title="what happened")
     for row in rows:
         table.add_row(*row)
@@ -285,4 +299,47 @@ def _scenario(url: str, admin: httpx.Client, chain: Chain, deployment: Deploymen
         format_micro(balance["spent_micro"]),
     )
     console.print(summary)
-    console.print("[green]demo passed[/]: every micro-credit accounted for")
+    console.print("apicredits verify, on the openai SDK call's receipt, from the chain alone:")
+    for line in verified:
+        console.print(f"  {line}")
+    console.print("[green]demo passed[/]: every micro-credit accounted for, on chain too")
+
+
+def _settle_and_verify(
+    url: str, admin: httpx.Client, api: httpx.Client, chain: Chain, d: Deployment,
+    settings: Settings, oracles: demo_settlement.Oracles, headers: Any,
+    rows: list[tuple[str, str, str]], *, wallet: str, spent: int,
+) -> list[str]:  # fmt: skip
+    """Settle the demo's calls on chain (3 oracle nodes, t = 2) and verify one receipt."""
+    credits_before = int(chain.call(d.address("credit_token"), "credit_token", "balanceOf", wallet))
+    time.sleep(0.5)  # the simulator emits its signed usage in the background
+    token = str(admin.headers["Authorization"]).removeprefix("Bearer ")
+    result = demo_settlement.settle(settings, url, token, chain, d, oracles)
+    done = result["settled"][-1] if result["settled"] else None
+    if done is None or done["state"] != "settled":
+        raise DemoFailed(f"the epoch did not settle: {result}")
+    submitted = result["submitted"][-1]
+    rows.append(
+        (
+            f"epoch {done['epoch']} (oracles)",
+            "",
+            f"{submitted['events']} signed usage events, root signed by oracles "
+            f"{submitted['signers']} of 3 (t = 2), {submitted['lines']} line(s)",
+        )
+    )
+    paid = int(chain.call(d.stablecoin, "test_stablecoin", "balanceOf", oracles.payout))
+    burned = credits_before - int(
+        chain.call(d.address("credit_token"), "credit_token", "balanceOf", wallet)
+    )
+    if burned != spent:
+        raise DemoFailed(f"burned {burned} credits on chain for {spent} spent in the ledger")
+    rows.append(
+        (
+            "settled on chain",
+            f"-{format_micro(burned)}",
+            f"credits burned; provider paid {format_micro(paid)} USDC after a "
+            f"{result['window']} s dispute window ({demo_settlement.FEE_BPS / 100:g}% fee)",
+        )
+    )
+    receipt = _ok(api.get(f"/v1/usage/{headers['apicredits-receipt']}/proof"))
+    return demo_settlement.verify(settings, receipt, result["gateway_meter"])

@@ -105,6 +105,12 @@ def registry_history_from_chain(chain: Any, registry: str, from_block: int) -> R
     return history
 
 
+# Registry times are block timestamps, event times the gateway's clock. A chain's blocks run
+# ahead of the wall clock when they come faster than one a second (each must be later than
+# its parent), so a registration is read as in force this much early.
+CHAIN_CLOCK_SKEW = 120
+
+
 def validate_event(
     signed: SignedUsageEvent,
     domain: UsageDomain,
@@ -122,12 +128,12 @@ def validate_event(
         if gateway_meter is None or signer != gateway_meter.lower():
             return f"signer {signer} is not the trusted gateway meter"
     else:
-        registered = registry.signer_at(event.provider_id, event.timestamp)
+        registered = registry.signer_at(event.provider_id, event.timestamp + CHAIN_CLOCK_SKEW)
         if registered is None:
             return "provider is not registered at the event's time"
         if signer != registered:
             return f"signer {signer} is not the provider's registered signer {registered}"
-    status = registry.status_at(event.provider_id, event.timestamp)
+    status = registry.status_at(event.provider_id, event.timestamp + CHAIN_CLOCK_SKEW)
     if status != STATUS_ACTIVE and event.meter is Meter.PROVIDER:
         return f"provider status at the event's time is {status}, not active"
     try:

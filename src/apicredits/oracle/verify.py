@@ -30,7 +30,12 @@ from apicredits.errors import ApicreditsError
 from apicredits.metering.events import Meter, SignedUsageEvent, UsageDomain, recover_signer
 from apicredits.oracle.merkle import process_proof
 from apicredits.oracle.messages import SettlementLine, usage_event_leaf
-from apicredits.oracle.validation import STATUS_ACTIVE, as_bytes, registry_history_from_chain
+from apicredits.oracle.validation import (
+    CHAIN_CLOCK_SKEW,
+    STATUS_ACTIVE,
+    as_bytes,
+    registry_history_from_chain,
+)
 
 __all__ = ["Check", "verify_receipt"]
 
@@ -144,8 +149,9 @@ def verify_receipt(
             history = registry_history_from_chain(
                 chain, deployment.address("provider_registry"), deployment.deploy_block
             )
-            registered = history.signer_at(event.provider_id, event.timestamp)
-            status = history.status_at(event.provider_id, event.timestamp)
+            at = event.timestamp + CHAIN_CLOCK_SKEW  # see validation.CHAIN_CLOCK_SKEW
+            registered = history.signer_at(event.provider_id, at)
+            status = history.status_at(event.provider_id, at)
             if registered is None or registered != signer.lower():
                 checks.append(Check("event signature", False,
                     f"signed by {signer}; the provider's registered signer at "
