@@ -134,26 +134,14 @@ class Database:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise _WriteLockBusy from exc
             raise
-        try:
-            result = work(Sql(None, raw=raw))
-        except BaseException:
-            raw.execute("ROLLBACK")
-            raise
-        raw.execute("COMMIT")
-        return result
+        return _finish(raw, work)
 
     def _write_raw(self, work: Callable[[Sql], T]) -> T:
         raw = self._writer_raw
         if raw is None:
             raw = self._writer_raw = _connect_sqlite(self._sqlite_path)
         raw.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(Sql(None, raw=raw))
-        except BaseException:
-            raw.execute("ROLLBACK")
-            raise
-        raw.execute("COMMIT")
-        return result
+        return _finish(raw, work)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         return await self._run(work, immediate=False)
@@ -247,6 +235,17 @@ class Checkpointer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _finish(raw: sqlite3.Connection, work: Callable[[Sql], T]) -> T:
+    """Run ``work`` in the transaction just begun on ``raw``: commit, or roll back and raise."""
+    try:
+        result = work(Sql(None, raw=raw))
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+    raw.execute("COMMIT")
+    return result
 
 
 def _connect_sqlite(path: str) -> sqlite3.Connection:
