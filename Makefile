@@ -43,6 +43,7 @@ bench: $(STAMP) $(ANVIL_STAMP)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/auth.py
 	$(BIN)/python bench/chain.py
+	$(BIN)/python bench/oracle.py --gas
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
