@@ -148,10 +148,16 @@ class Proxy:
     def public_url(self, request: Request) -> str:
         """The URL the client addressed (DPoP ``htu``): ``public_url`` when configured (the
         gateway behind a proxy), else what the request says."""
+        scope = request.scope
+        path: str = scope["path"]
         base = self.rt.settings.public_url
         if base:
-            return base.rstrip("/") + request.url.path
-        return str(request.url.replace(query="", fragment=""))
+            return base.rstrip("/") + path
+        host = request.headers.get("host")
+        if host is None:  # HTTP/1.0 without Host: what the socket says
+            server = scope.get("server") or ("localhost", 80)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scope.get('scheme', 'http')}://{host}{path}"
 
     async def handle(self, request: Request, route: Route, model: str | None = None) -> Response:
         """A provider-compatible route: an implicit one-call job."""
