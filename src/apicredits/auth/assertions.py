@@ -8,7 +8,7 @@ returns the matching ``kid`` and its claims; remembering ``jti`` against replay 
 
 JWS signatures are PyJWT's (the JOSE library used throughout ``apicredits.auth``); framing and
 JSON are parsed strictly here (canonical base64url, no duplicate JSON keys), since PyJWT accepts
-both. PyJWT has no JWK thumbprint function, so RFC 7638 is the few lines of ``jwk_thumbprint``.
+both. PyJWT has no JWK thumbprint function; ``jwk_thumbprint`` uses the one of ``dpop``.
 
 Errors: a bad registered JWK is ``InvalidInput``; a bad assertion is ``TokenError``.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from apicredits.auth import dpop
 from apicredits.auth.errors import TokenError
 from apicredits.errors import InvalidInput
 
@@ -142,9 +142,7 @@ def jwk_thumbprint(doc: object) -> str:
     """RFC 7638 thumbprint: base64url SHA-256 of the required members in canonical JSON."""
     jwk = _checked(doc)
     parse_client_jwk(jwk)
-    members = ("crv", "kty", "x") if jwk["kty"] == "OKP" else ("crv", "kty", "x", "y")
-    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    return b64url(hashlib.sha256(canonical.encode()).digest())
+    return dpop.jwk_thumbprint(jwk)  # one RFC 7638 implementation, cached per key
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ A key's ``kid`` is its RFC 7638 JWK thumbprint. ``jwks(now)`` is the public docu
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import (
 from apicredits.auth.assertions import b64url, jwk_thumbprint
 from apicredits.auth.errors import TokenError
 from apicredits.errors import InvalidInput
+from apicredits.secret_files import write_secret
 
 __all__ = ["DEFAULT_OVERLAP_SECONDS", "KeyRing", "SigningKey"]
 
@@ -215,29 +214,4 @@ def _key_from_document(item: object) -> SigningKey:
 
 
 def _write_secret(path: Path, document: dict[str, Any], *, replace: bool) -> bool:
-    """Write via a 0600 temporary file; link (never clobber) unless ``replace``. False if the
-    file appeared meanwhile."""
-    data = json.dumps(document, indent=2).encode()
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), 0o600)  # exact mode whatever the umask
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        if replace:
-            os.replace(temporary, path)
-        else:
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                return False
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return True
+    return write_secret(path, json.dumps(document, indent=2).encode(), replace=replace)

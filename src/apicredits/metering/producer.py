@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +41,7 @@ from apicredits.errors import InvalidInput
 from apicredits.metering.events import Meter, UsageDomain, UsageEvent, UsageSigner, UsageUnit
 from apicredits.metering.store import canonical_document, hex32
 from apicredits.oracle.messages import event_id, job_id, provider_id
+from apicredits.secret_files import write_secret
 
 __all__ = [
     "CURSOR",
@@ -85,22 +85,9 @@ def load_or_create_metering_key(path: Path) -> MeteringKey:
     path = Path(path)
     if path.exists():
         return MeteringKey.from_hex(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = "0x" + secrets.token_bytes(32).hex()
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as file:
-            os.fchmod(file.fileno(), 0o600)
-            file.write(text + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            os.link(temporary, path)  # never replaces a key another process made first
-        except FileExistsError:
-            return MeteringKey.from_hex(path.read_text())
-    finally:
-        temporary.unlink(missing_ok=True)
+    if not write_secret(path, (text + "\n").encode(), replace=False):
+        return MeteringKey.from_hex(path.read_text())  # another process made it first
     return MeteringKey.from_hex(text)
 
 

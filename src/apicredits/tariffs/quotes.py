@@ -14,7 +14,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from apicredits.errors import ApicreditsError, InvalidInput, QuoteInvalid
 from apicredits.money import MAX_MICRO
+from apicredits.secret_files import write_secret
 from apicredits.tariffs.pricing import worst_case_micro
 from apicredits.tariffs.ratecard import TariffBook, require_name
 from apicredits.tariffs.units import Unit, require_count, require_usage
@@ -207,29 +207,10 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
         return _load_signing_key(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), 0o600)  # exact mode whatever the umask
-            file.write(pem)
-            file.flush()
-            os.fsync(file.fileno())
-        try:
-            # link, unlike rename, never replaces a key another process created meanwhile.
-            os.link(temporary, path)
-        except FileExistsError:
-            return _load_signing_key(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    if not write_secret(path, pem, replace=False):
+        return _load_signing_key(path)  # another process created it meanwhile
     return key
 
 
