@@ -12,7 +12,7 @@ ANVIL_STAMP := .tools/.anvil-$(ANVIL_VERSION)
 
 venv: $(STAMP) $(ANVIL_STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml setup.py src/apicredits/oracle/_keccak.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -54,4 +54,5 @@ lock:
 	uv pip compile pyproject.toml requirements-build.in --extra dev --extra sdk --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .tools .apicredits .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .apicredits .pytest_cache .mypy_cache .ruff_cache build
+	find src -name "*.so" -delete

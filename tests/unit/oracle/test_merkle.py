@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +22,11 @@ from apicredits.oracle.merkle import (
     process_proof,
     verify_proof,
 )
+
+try:
+    from apicredits.oracle import _keccak as native
+except ImportError:  # built without a compiler
+    native = None  # type: ignore[assignment,unused-ignore]
 
 # @openzeppelin/merkle-tree test/dumps/standard-v1.sorted.1_0_6.json: values a..f, ["string"]
 OZ_DUMP_TREE = [
@@ -124,7 +130,10 @@ def test_a_tampered_proof_or_leaf_fails() -> None:
     assert process_proof(tree.leaf_hash(3), proof) == tree.root
 
 
-def test_executor_path_builds_the_same_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["c-extension", "python"])
+def test_executor_path_builds_the_same_tree(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    if not native:
+        monkeypatch.setattr(merkle, "_native", None)
     monkeypatch.setattr(merkle, "_PARALLEL_MIN", 4)
     values = [[i, f"0x{i:040x}"] for i in range(101)]
     serial = MerkleTree.build(["uint32", "address"], values)
@@ -207,3 +216,56 @@ def test_empty_inputs_and_bad_indices_raise() -> None:
         with pytest.raises(MerkleError):
             tree.leaf_hash(index)
     assert "leaves=2" in repr(tree)
+
+
+# --- the C extension against the pure-Python path ---------------------------------------
+
+
+def test_the_c_extension_is_built_under_ci() -> None:
+    """Without a compiler the package falls back to Python; CI must run the fast path."""
+    if os.environ.get("CI") == "true":
+        assert native is not None, "apicredits.oracle._keccak was not built"
+
+
+needs_native = pytest.mark.skipif(
+    native is None, reason="C extension not built (pip install -e . with a compiler)"
+)
+
+
+@needs_native
+@settings(max_examples=200)
+@given(st.binary(max_size=700))
+def test_native_keccak256_is_keccak256(data: bytes) -> None:
+    assert native is not None
+    assert native.keccak256(data) == merkle._stateless_keccak()(data)
+
+
+@needs_native
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=300),
+    st.integers(0, 5),
+)
+def test_native_tree_is_the_python_tree(leaves: list[bytes], duplicates: int) -> None:
+    values = [[leaf] for leaf in leaves + leaves[:duplicates]]
+    native = MerkleTree.build(["bytes32"], values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(merkle, "_native", None)
+        python = MerkleTree.build(["bytes32"], values)
+    assert native._nodes == python._nodes
+    assert native._leaves == python._leaves
+
+
+@needs_native
+def test_native_functions_refuse_ragged_buffers() -> None:
+    assert native is not None
+    with pytest.raises(ValueError, match="width"):
+        native.leaf_hashes(bytes(33), 32)
+    with pytest.raises(ValueError, match="width"):
+        native.leaf_hashes(bytes(32), 0)
+    with pytest.raises(ValueError, match="32-byte"):
+        native.sort_words(bytes(31))
+    with pytest.raises(ValueError, match="non-empty"):
+        native.make_tree(b"")
+    with pytest.raises(TypeError):
+        native.keccak256("not bytes")
