@@ -183,6 +183,7 @@ def bench_gas(events_per_epoch: int, tenants: int = 4, providers: int = 5) -> No
     from apicredits.chain.anvil import running_anvil
     from apicredits.chain.rpc import RpcChain
     from apicredits.oracle.epochs import build_epoch
+    from apicredits.oracle.records import EpochRecord
 
     with running_anvil() as url:
         chain = RpcChain(url)
@@ -225,16 +226,19 @@ def bench_gas(events_per_epoch: int, tenants: int = 4, providers: int = 5) -> No
                     oracles[0].public_key + oracles[1].public_key, aggregate_signatures(shares),
                 )  # fmt: skip
                 gas.setdefault("submit", receipt.gas_used)
+                (logged,) = chain.receipt_events(receipt, "usage_receipts", "EpochSubmitted")
+                record = EpochRecord.from_log(logged.args).values()
                 if epoch == 1:
                     for i, name in ((0, "first"), (1, "single")):
+                        line = build.lines[i].values()
                         single = chain.transact(
                             d.treasury, "settlement_treasury", "execute_line",
-                            *build.lines[i].values(), build.line_proof(i),
+                            epoch, record, *line[1:], build.line_proof(i),
                         )  # fmt: skip
                         gas[name] = single.gas_used
                 else:
                     batch = chain.transact(
-                        d.treasury, "settlement_treasury", "execute_lines", epoch,
+                        d.treasury, "settlement_treasury", "execute_lines", epoch, record,
                         [line.values()[1:] for line in build.lines],
                         [build.line_proof(i) for i in range(len(build.lines))],
                     )  # fmt: skip

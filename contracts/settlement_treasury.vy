@@ -11,17 +11,20 @@
         keccak256(keccak256(abi.encode(epoch, tenant, provider_id,
         amount, fee))). Once the epoch's dispute window has passed, and
         unless the epoch was voided, anyone may execute a line with its
-        Merkle proof: the credit vault (whose settler this contract is)
-        burns `amount` of the tenant's credits and pays `amount - fee`
-        stablecoin to the provider's payout address and `fee` to the fee
-        recipient. Each line is executed at most once; the oracles never
-        put two identical lines in one epoch (one line per tenant and
-        provider).
+        Merkle proof and the epoch's record (`EpochRecord`: the fields of
+        its `EpochSubmitted` log), which must hash to the commitment
+        `UsageReceipts` stores for the epoch; only then are the record's
+        `lines_root` and `submitted_at` trusted. The credit vault (whose
+        settler this contract is) burns `amount` of the tenant's credits
+        and pays `amount - fee` stablecoin to the provider's payout
+        address and `fee` to the fee recipient. Each line is executed at
+        most once; the oracles never put two identical lines in one epoch
+        (one line per tenant and provider).
 """
 
 
 interface IUsageReceipts:
-    def settlement_terms(epoch: uint64) -> (bytes32, uint64, bool): view
+    def commitment(epoch: uint64) -> bytes32: view
     def dispute_window() -> uint256: view
 
 
@@ -38,6 +41,19 @@ interface IProviderRegistry:
 MAX_PROOF_LENGTH: public(constant(uint256)) = 24
 # @dev The most lines `execute_lines` pays in one call.
 MAX_BATCH: public(constant(uint256)) = 32
+# @dev The void flag of a commitment in `UsageReceipts` (its lowest bit).
+VOID_FLAG: constant(uint256) = 1
+
+
+# @dev An epoch's record as `UsageReceipts` commits to it (see its
+#      `epoch_commitment`); `submitted_at` is the submission's block time.
+struct EpochRecord:
+    events_root: bytes32
+    lines_root: bytes32
+    line_count: uint32
+    total_micro: uint256
+    submitted_at: uint64
+    signers: uint256
 
 
 struct Line:
@@ -114,6 +130,7 @@ def __init__(receipts_: address, vault_: address, registry_: address, fee_recipi
 @nonreentrant
 def execute_line(
     epoch: uint64,
+    record: EpochRecord,
     tenant: address,
     provider_id: bytes32,
     amount: uint256,
@@ -121,8 +138,9 @@ def execute_line(
     proof: DynArray[bytes32, MAX_PROOF_LENGTH],
 ):
     """
-    @dev Settles one line of an epoch's receipt: checks its Merkle proof
-         against the epoch's `lines_root`, marks it executed and has the
+    @dev Settles one line of an epoch's receipt: checks `record` against
+         the epoch's commitment in `UsageReceipts`, the line's Merkle proof
+         against the record's `lines_root`, marks it executed and has the
          vault burn `amount` of the tenant's credits, paying
          `amount - fee` to the provider's payout address and `fee` to
          `fee_recipient`.
@@ -131,13 +149,14 @@ def execute_line(
             active provider; each line only once. The vault requires
             `amount` non-zero, `fee <= amount` and enough credits.
     @param epoch The 8-byte epoch number.
+    @param record The epoch's record (from its `EpochSubmitted` log).
     @param tenant The 20-byte tenant address.
     @param provider_id The 32-byte provider identifier.
     @param amount The 32-byte amount of credits consumed.
     @param fee The 32-byte fee taken from `amount`.
     @param proof The Merkle proof (sibling hashes, leaf to root).
     """
-    lines_root: bytes32 = self._payable_root(epoch)
+    lines_root: bytes32 = self._payable_root(epoch, record)
     self._execute(epoch, lines_root, tenant, provider_id, amount, fee, proof, self.fee_recipient)
 
 
@@ -145,20 +164,22 @@ def execute_line(
 @nonreentrant
 def execute_lines(
     epoch: uint64,
+    record: EpochRecord,
     lines: DynArray[Line, MAX_BATCH],
     proofs: DynArray[DynArray[bytes32, MAX_PROOF_LENGTH], MAX_BATCH],
 ):
     """
     @dev Settles several lines of one epoch, each exactly as
-         `execute_line` would; the epoch is checked once and the
-         transaction's fixed costs are shared.
+         `execute_line` would; the epoch and its record are checked once
+         and the transaction's fixed costs are shared.
     @notice Anyone may call; all lines are paid or none.
     @param epoch The 8-byte epoch number.
+    @param record The epoch's record (from its `EpochSubmitted` log).
     @param lines The lines (tenant, provider_id, amount, fee).
     @param proofs The Merkle proof of each line, in the same order.
     """
     assert len(lines) == len(proofs), "settlement_treasury: one proof per line"
-    lines_root: bytes32 = self._payable_root(epoch)
+    lines_root: bytes32 = self._payable_root(epoch, record)
     fee_recipient_: address = self.fee_recipient
     for i: uint256 in range(MAX_BATCH):
         if i == len(lines):
@@ -246,19 +267,30 @@ def _check_window(window: uint256):
 
 @internal
 @view
-def _payable_root(epoch: uint64) -> bytes32:
+def _payable_root(epoch: uint64, record: EpochRecord) -> bytes32:
     """
-    @dev Returns the epoch's lines root; throws unless the epoch was
-         submitted, is not void and its dispute window has passed.
+    @dev Returns the record's lines root; throws unless the epoch was
+         submitted, is not void, `record` is the one its commitment names
+         (keccak256 of the abi-encoded fields, lowest bit cleared, exactly
+         as `UsageReceipts.epoch_commitment`) and the dispute window from
+         the record's `submitted_at` has passed.
     """
-    lines_root: bytes32 = empty(bytes32)
-    submitted_at: uint64 = 0
-    voided: bool = False
-    lines_root, submitted_at, voided = staticcall receipts.settlement_terms(epoch)
-    assert submitted_at != 0, "settlement_treasury: epoch not submitted"
-    assert not voided, "settlement_treasury: epoch is void"
-    assert block.timestamp >= convert(submitted_at, uint256) + self.dispute_window, "settlement_treasury: dispute window not passed"
-    return lines_root
+    stored: uint256 = convert(staticcall receipts.commitment(epoch), uint256)
+    assert stored != 0, "settlement_treasury: epoch not submitted"
+    assert stored & VOID_FLAG == 0, "settlement_treasury: epoch is void"
+    digest: bytes32 = keccak256(
+        abi_encode(
+            record.events_root,
+            record.lines_root,
+            record.line_count,
+            record.total_micro,
+            record.submitted_at,
+            record.signers,
+        )
+    )
+    assert stored == convert(digest, uint256) & ~VOID_FLAG, "settlement_treasury: epoch record does not match the receipt"
+    assert block.timestamp >= convert(record.submitted_at, uint256) + self.dispute_window, "settlement_treasury: dispute window not passed"
+    return record.lines_root
 
 
 @internal

@@ -20,9 +20,20 @@
         are never reused, so the `signers` bitmap of an old receipt
         keeps its meaning; at most `MAX_ORACLES` indexes exist.
 
+        A receipt is stored as one word, the `commitment` of its record
+        (`epoch_commitment`): keccak256(abi.encode(bytes32 events_root,
+        bytes32 lines_root, uint32 line_count, uint256 total_micro,
+        uint64 submitted_at, uint256 signers)) with its lowest bit
+        cleared, `submitted_at` being the submission's block timestamp.
+        The `EpochSubmitted` log carries every field of the record, so
+        anyone can rebuild it and check it against the stored word; the
+        settlement treasury takes the record in calldata and does just
+        that before paying a line.
+
         During its dispute window a receipt can be voided by the owner
-        (governance); the settlement treasury never pays lines of a void
-        epoch, and lines only become payable after the window.
+        (governance), which sets the lowest bit of its commitment; the
+        settlement treasury never pays lines of a void epoch, and lines
+        only become payable after the window.
 
         Encodings (EIP-2537): a G1 point is 128 bytes (x, y), a G2 point
         256 bytes (x.c0, x.c1, y.c0, y.c1), each coordinate a 64-byte
@@ -77,18 +88,20 @@ NEG_G2_7: constant(bytes32) = 0x993923066dddaf1040bc3ff59f825c78df74f2d75467e25e
 G2_INFINITY_HASH: constant(bytes32) = 0xd397b3b043d87fcd6fad1291ff0bfd16401c274896d8c63a923727f077b8e0b5
 G1_INFINITY_HASH: constant(bytes32) = 0x012893657d8eb2efad4de0a91bcd0e39ad9837745dec3ea923737ea803fc8e3d
 
-# @dev Bit offsets of the fields packed into one storage word per epoch.
-SUBMITTED_AT_SHIFT: constant(uint256) = 32
-LINE_COUNT_SHIFT: constant(uint256) = 96
-TOTAL_MICRO_SHIFT: constant(uint256) = 128
-VOID_BIT: constant(uint256) = 1 << 255
-# @dev `total_micro` is stored in 127 bits.
-TOTAL_MICRO_LIMIT: public(constant(uint256)) = 2**127
-MASK_32: constant(uint256) = 2**32 - 1
-MASK_64: constant(uint256) = 2**64 - 1
+# @dev The lowest bit of a stored commitment: set once the epoch is void.
+#      A commitment is the record's hash with this bit cleared, so voiding
+#      costs the settlement path nothing: the one word the treasury reads
+#      says both which record was committed and whether it is void (a
+#      separate `voided` map would add a cold SLOAD, 2,100 gas, to every
+#      settlement call for a flag that is almost never set), and a void
+#      epoch's word still names its record for auditors (overwriting it
+#      with a constant marker would not). 255 bits of hash remain.
+VOID_FLAG: public(constant(uint256)) = 1
 
 
-struct Epoch:
+# @dev What a receipt commits to; `submitted_at` is the block timestamp of
+#      its submission.
+struct EpochRecord:
     events_root: bytes32
     lines_root: bytes32
     line_count: uint32
@@ -112,12 +125,11 @@ _slot_of_key: HashMap[bytes32, uint256]
 next_epoch: public(uint64)
 dispute_window: public(uint256)
 
-_events_root: HashMap[uint64, bytes32]
-_lines_root: HashMap[uint64, bytes32]
-# @dev signers (bits 0-31) | submitted_at (32-95) | line_count (96-127)
-#      | total_micro (128-254) | void (255): one storage word, so that a
-#      receipt costs three new slots and the treasury reads two.
-_packed: HashMap[uint64, uint256]
+# @dev The commitment of each submitted epoch's record (`epoch_commitment`),
+#      its lowest bit (`VOID_FLAG`) set once void; zero if not submitted.
+#      One storage word per receipt: the record itself is in the
+#      `EpochSubmitted` log.
+commitment: public(HashMap[uint64, bytes32])
 
 
 event OwnershipTransferred:
@@ -151,6 +163,7 @@ event EpochSubmitted:
     lines_root: bytes32
     line_count: uint32
     total_micro: uint256
+    submitted_at: uint64
     signers: uint256
 
 
@@ -288,7 +301,9 @@ def submit_epoch(
     @dev Records the receipt of `epoch` once the aggregate BLS signature
          of the oracles in `signers` over `epoch_message(...)` verifies:
          the supplied keys must hash to the registered ones, and they are
-         added up (G2ADD) into the aggregate key.
+         added up (G2ADD) into the aggregate key. Stores the commitment
+         of the epoch's record (`epoch_commitment`), `submitted_at` being
+         this block's timestamp, and logs every field of the record.
     @notice Anyone may submit. `epoch` must be `next_epoch`; `signers`
             must name at least `threshold` active oracles and no index
             at or above `oracle_count`.
@@ -298,7 +313,7 @@ def submit_epoch(
            the settlement lines (uint64 epoch, address tenant, bytes32
            provider_id, uint256 amount, uint256 fee).
     @param line_count The 4-byte number of settlement lines.
-    @param total_micro The 32-byte sum of the lines' amounts (below 2**127).
+    @param total_micro The 32-byte sum of the lines' amounts.
     @param signers The 32-byte bitmap of the signing oracles' indexes.
     @param public_keys The signers' 256-byte G2 keys concatenated in
            ascending index order.
@@ -306,7 +321,6 @@ def submit_epoch(
     """
     assert epoch == self.next_epoch, "usage_receipts: epoch out of order"
     assert signers >> self.oracle_count == 0, "usage_receipts: signer index beyond oracle count"
-    assert total_micro < TOTAL_MICRO_LIMIT, "usage_receipts: total exceeds 2**127"
     assert len(signature) == G1_SIZE, "usage_receipts: signature is not 128 bytes"
     assert keccak256(signature) != G1_INFINITY_HASH, "usage_receipts: signature is the point at infinity"
     required: uint256 = self.threshold
@@ -341,17 +355,19 @@ def submit_epoch(
     point: Bytes[G1_SIZE] = self._hash_to_g1(concat(digest, b""), SIG_DST_PRIME)
     assert self._pairing_ok(signature, point, aggregate), "usage_receipts: invalid signature"
 
-    # `block.timestamp` fits its 64 bits and `total_micro` its 127 (asserted above).
     # Cannot overflow: `epoch == next_epoch`, which started at 1 and grows by one per receipt;
     # a uint64 of epochs is never exhausted.
     self.next_epoch = unsafe_add(epoch, 1)
-    self._events_root[epoch] = events_root
-    self._lines_root[epoch] = lines_root
-    self._packed[epoch] = (
-        (total_micro << TOTAL_MICRO_SHIFT)
-        | (convert(line_count, uint256) << LINE_COUNT_SHIFT)
-        | (block.timestamp << SUBMITTED_AT_SHIFT)
-        | signers
+    submitted_at: uint64 = convert(block.timestamp, uint64)
+    self.commitment[epoch] = self._commitment(
+        EpochRecord(
+            events_root=events_root,
+            lines_root=lines_root,
+            line_count=line_count,
+            total_micro=total_micro,
+            submitted_at=submitted_at,
+            signers=signers,
+        )
     )
     log EpochSubmitted(
         epoch=epoch,
@@ -359,62 +375,31 @@ def submit_epoch(
         lines_root=lines_root,
         line_count=line_count,
         total_micro=total_micro,
+        submitted_at=submitted_at,
         signers=signers,
     )
 
 
 @external
-def void_epoch(epoch: uint64):
+def void_epoch(epoch: uint64, record: EpochRecord):
     """
-    @dev Voids a receipt: none of its lines can be settled any more. The
-         record stays readable.
+    @dev Voids a receipt: none of its lines can be settled any more. Sets
+         the lowest bit (`VOID_FLAG`) of its commitment, so the rest of
+         the word still names the record that was committed.
     @notice Only the owner, within `dispute_window` seconds of the
-            submission.
+            submission. `record` must be the epoch's record (from its
+            `EpochSubmitted` log): its `submitted_at` opens the window.
     @param epoch The 8-byte epoch number.
+    @param record The epoch's record, matching its commitment.
     """
     self._check_owner()
-    packed: uint256 = self._packed[epoch]
-    assert packed != 0, "usage_receipts: epoch not submitted"
-    assert packed & VOID_BIT == 0, "usage_receipts: epoch already void"
-    submitted_at: uint256 = (packed >> SUBMITTED_AT_SHIFT) & MASK_64
-    assert block.timestamp < submitted_at + self.dispute_window, "usage_receipts: dispute window closed"
-    self._packed[epoch] = packed | VOID_BIT
+    stored: uint256 = convert(self.commitment[epoch], uint256)
+    assert stored != 0, "usage_receipts: epoch not submitted"
+    assert stored & VOID_FLAG == 0, "usage_receipts: epoch already void"
+    assert stored == convert(self._commitment(record), uint256), "usage_receipts: epoch record does not match the receipt"
+    assert block.timestamp < convert(record.submitted_at, uint256) + self.dispute_window, "usage_receipts: dispute window closed"
+    self.commitment[epoch] = convert(stored | VOID_FLAG, bytes32)
     log EpochVoided(epoch=epoch)
-
-
-@external
-@view
-def epochs(epoch: uint64) -> Epoch:
-    """
-    @dev Returns the receipt of `epoch` (all zero if not submitted).
-    @param epoch The 8-byte epoch number.
-    @return Epoch The events and lines roots, line count, total amount,
-            submission time and signer bitmap.
-    """
-    packed: uint256 = self._packed[epoch]
-    return Epoch(
-        events_root=self._events_root[epoch],
-        lines_root=self._lines_root[epoch],
-        line_count=convert((packed >> LINE_COUNT_SHIFT) & MASK_32, uint32),
-        total_micro=(packed & ~VOID_BIT) >> TOTAL_MICRO_SHIFT,
-        submitted_at=convert((packed >> SUBMITTED_AT_SHIFT) & MASK_64, uint64),
-        signers=packed & MASK_32,
-    )
-
-
-@external
-@view
-def settlement_terms(epoch: uint64) -> (bytes32, uint64, bool):
-    """
-    @dev What the settlement treasury needs to pay a line, in one call.
-    @param epoch The 8-byte epoch number.
-    @return bytes32 The 32-byte lines root (zero if not submitted).
-    @return uint64 The 8-byte submission time (zero if not submitted).
-    @return bool Whether the epoch is void.
-    """
-    packed: uint256 = self._packed[epoch]
-    submitted_at: uint64 = convert((packed >> SUBMITTED_AT_SHIFT) & MASK_64, uint64)
-    return self._lines_root[epoch], submitted_at, packed & VOID_BIT != 0
 
 
 @external
@@ -425,7 +410,24 @@ def voided(epoch: uint64) -> bool:
     @param epoch The 8-byte epoch number.
     @return bool True if void.
     """
-    return self._packed[epoch] & VOID_BIT != 0
+    return convert(self.commitment[epoch], uint256) & VOID_FLAG != 0
+
+
+@external
+@pure
+def epoch_commitment(record: EpochRecord) -> bytes32:
+    """
+    @dev Returns the commitment `submit_epoch` stores for `record`:
+         keccak256(abi.encode(events_root, lines_root, line_count,
+         total_micro, submitted_at, signers)), the ABI types bytes32,
+         bytes32, uint32, uint256, uint64 and uint256, with the lowest
+         bit (`VOID_FLAG`) cleared. A void epoch's stored word is this
+         value with that bit set.
+    @param record The record: events and lines roots, line count, total
+           amount, submission time and signer bitmap.
+    @return bytes32 The 32-byte commitment.
+    """
+    return self._commitment(record)
 
 
 @external
@@ -469,6 +471,25 @@ def _check_owner():
     @dev Throws if the sender is not the owner.
     """
     assert msg.sender == self.owner, "usage_receipts: caller is not the owner"
+
+
+@internal
+@pure
+def _commitment(record: EpochRecord) -> bytes32:
+    """
+    @dev The record's hash with its lowest bit (`VOID_FLAG`) cleared.
+    """
+    digest: bytes32 = keccak256(
+        abi_encode(
+            record.events_root,
+            record.lines_root,
+            record.line_count,
+            record.total_micro,
+            record.submitted_at,
+            record.signers,
+        )
+    )
+    return convert(convert(digest, uint256) & ~VOID_FLAG, bytes32)
 
 
 @internal

@@ -9,11 +9,14 @@ reasons) or does not answer is reported too but is not byzantine. Settlement goe
 oracle index into the bitmap, keys and signature ``UsageReceipts.submit_epoch`` takes.
 
 ``Settler`` (``apicredits settle``) drives one database and one chain: it seals the next
-epoch (``seal_epoch``), has it signed and submits it (state ``submitted``), waits out the
-treasury's dispute window, executes the lines in batches of at most ``MAX_BATCH``
-(``execute_lines``; recording each line's tx), marks the epoch ``settled`` and posts the
-receipt to the gateway's ``POST /v1/oracle/receipt``. Every step is recorded in the
-``epochs``/``epoch_lines`` rows, so a restarted settler resumes where it stopped.
+epoch (``seal_epoch``), has it signed and submits it (state ``submitted``), reads the epoch's
+record back from its ``EpochSubmitted`` log (``records.committed_epoch``: the record must
+match the commitment UsageReceipts stores), waits out the treasury's dispute window from the
+record's ``submitted_at``, executes the lines in batches of at most ``MAX_BATCH``
+(``execute_lines`` with the record; recording each line's tx), marks the epoch ``settled``
+and posts the receipt to the gateway's ``POST /v1/oracle/receipt``. Every step is recorded
+in the ``epochs``/``epoch_lines`` rows (the record is found again from ``submit_block``), so
+a restarted settler resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from apicredits.oracle.epochs import (
 from apicredits.oracle.merkle import keccak256
 from apicredits.oracle.messages import EpochSummary
 from apicredits.oracle.node import SignRequest, line_document
+from apicredits.oracle.records import CommittedEpoch, EpochRecord, committed_epoch
 from apicredits.oracle.validation import (
     RegistryHistory,
     Rejection,
@@ -196,9 +200,15 @@ def submit_epoch(
 
 
 def execute_epoch_lines(
-    chain: Chain, treasury: str, build: EpochBuild, indexes: Sequence[int], batch: int = MAX_BATCH
+    chain: Chain,
+    treasury: str,
+    build: EpochBuild,
+    record: EpochRecord,
+    indexes: Sequence[int],
+    batch: int = MAX_BATCH,
 ) -> list[tuple[list[int], Receipt]]:
-    """Execute lines ``indexes`` of ``build`` in batches; one receipt per batch."""
+    """Execute lines ``indexes`` of ``build`` in batches, with the epoch's on-chain
+    ``record``; one receipt per batch."""
     done = []
     batch = max(1, min(batch, MAX_BATCH))
     for start in range(0, len(indexes), batch):
@@ -206,8 +216,9 @@ def execute_epoch_lines(
         lines = [build.lines[i].values()[1:] for i in part]
         proofs = [build.line_proof(i) for i in part]
         receipt = chain.transact(
-            treasury, "settlement_treasury", "execute_lines", build.epoch, lines, proofs
-        )
+            treasury, "settlement_treasury", "execute_lines", build.epoch, record.values(),
+            lines, proofs,
+        )  # fmt: skip
         done.append((part, receipt))
     return done
 
@@ -414,16 +425,42 @@ class Settler:
         rows = await self.db.read(lambda c: epoch_events(c, epoch))
         return [SignedUsageEvent.from_document(json.loads(r.document)) for r in rows]
 
+    def _committed(self, epoch: int, submit_block: Any) -> CommittedEpoch:
+        d = self.deployment
+        head = self.chain.block_number()
+        return committed_epoch(
+            self.chain, d.receipts, epoch, d.deploy_block, head, hint_block=submit_block
+        )
+
+    async def _record(self, build: EpochBuild, report: EpochReport) -> EpochRecord | None:
+        """The epoch's record on chain, if it is this build's and not void (else says why)."""
+        submit_block = await self.db.read(lambda c: c.execute(
+            select(epochs.c.submit_block).where(epochs.c.epoch == build.epoch)
+        ).scalar())  # fmt: skip
+        hint = int(submit_block) if submit_block is not None else None
+        committed = await asyncio.to_thread(self._committed, build.epoch, hint)
+        record = committed.record
+        if record is None:
+            report.error = committed.problem
+        elif committed.voided:
+            report.error = f"epoch {build.epoch} was voided on chain"
+        elif (record.events_root, record.lines_root) != (build.events_root, build.lines_root):
+            report.error = f"epoch {build.epoch} on chain has other roots than the sealed one"
+        else:
+            return record
+        log.error("epoch %d lines not executed: %s", build.epoch, report.error)
+        return None
+
     async def _execute(self, build: EpochBuild, report: EpochReport, *, wait: bool) -> str:
         d = self.deployment
         if build.lines:
-            terms = await asyncio.to_thread(
-                self.chain.call, d.receipts, "usage_receipts", "settlement_terms", build.epoch
-            )
+            record = await self._record(build, report)
+            if record is None:
+                return "submitted"
             window = int(await asyncio.to_thread(
                 self.chain.call, d.treasury, "settlement_treasury", "dispute_window"
             ))  # fmt: skip
-            opens = int(terms[1]) + window
+            opens = record.submitted_at + window
             while True:
                 head = await asyncio.to_thread(self.chain.block_timestamp)
                 if head >= opens:
@@ -445,8 +482,9 @@ class Settler:
                 part = pending[start : start + self.batch]
                 try:
                     done = await asyncio.to_thread(
-                        execute_epoch_lines, self.chain, d.treasury, build, part, self.batch
-                    )
+                        execute_epoch_lines, self.chain, d.treasury, build, record, part,
+                        self.batch,
+                    )  # fmt: skip
                 except TransactionReverted as exc:
                     log.error("epoch %d lines %s not executed: %s", build.epoch, part, exc)
                     report.error = str(exc)

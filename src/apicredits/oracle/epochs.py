@@ -336,6 +336,7 @@ def receipt_document(conn: Connection, event_id: str) -> dict[str, Any] | None:
         "events_proof": ["0x" + p.hex() for p in tree.proof(int(row.leaf_index))],
         "lines_root": epoch.lines_root,
         "submit_tx": epoch.submit_tx,
+        "submit_block": epoch.submit_block,
         "line": None,
         "line_index": None,
         "lines_proof": [],

@@ -8,15 +8,18 @@ A receipt (``apicredits.oracle.epochs.receipt_document`` builds one; the gateway
      "events_proof": ["0x...", ...],
      "line": {"epoch", "tenant", "provider_id", "amount_micro", "fee_micro"} or null,
      "line_index": 0, "lines_root": "0x...", "lines_proof": [...],
-     "submit_tx": "0x...", "executed_tx": "0x...", "executed_block": 123}
+     "submit_tx": "0x...", "submit_block": 120, "executed_tx": "0x...", "executed_block": 123}
 
 ``verify_receipt`` recomputes the event's EIP-712 digest for *this chain's* UsageReceipts
 (from the deployment, not the receipt), recovers its signer and checks it against the
 ProviderRegistry history at the event's time (or the gateway meter the caller trusts),
-proves the digest into the events root UsageReceipts stores for the epoch, proves the line
-into the stored lines root, checks the line is this event's tenant and provider, and that
-the treasury marks it executed with a matching ``LineExecuted`` log (in ``executed_tx`` when
-given). Each check is a ``Check``; a failed one says what differs.
+finds the epoch's ``EpochSubmitted`` log (in ``submit_block`` first, a hint only, then
+from the deployment's block on) and requires the record it carries to hash to the
+commitment UsageReceipts stores for the epoch (``apicredits.oracle.records``), proves the
+digest into that record's events root and the line into its lines root, checks the line is
+this event's tenant and provider, and that the treasury marks it executed with a matching
+``LineExecuted`` log (in ``executed_tx`` when given). Each check is a ``Check``; a failed
+one says what differs.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from apicredits.errors import ApicreditsError
 from apicredits.metering.events import Meter, SignedUsageEvent, UsageDomain, recover_signer
 from apicredits.oracle.merkle import process_proof
 from apicredits.oracle.messages import SettlementLine, usage_event_leaf
+from apicredits.oracle.records import committed_epoch
 from apicredits.oracle.validation import (
     CHAIN_CLOCK_SKEW,
     STATUS_ACTIVE,
@@ -78,6 +82,10 @@ def normalise(receipt: Mapping[str, Any]) -> dict[str, Any]:
         doc["epoch"] = doc["epoch"].get("epoch")
     if "events_proof" not in doc and "proof" in doc:
         doc["events_proof"] = doc["proof"]
+    submission = doc.get("receipt")
+    if isinstance(submission, Mapping):
+        doc.setdefault("submit_tx", submission.get("tx"))
+        doc.setdefault("submit_block", submission.get("block"))
     settlement = doc.get("settlement")
     if "line" not in doc and isinstance(settlement, list) and settlement:
         item = settlement[0]
@@ -168,20 +176,25 @@ def verify_receipt(
         why = f"receipt names no epoch ({epoch!r})" + (f"; state {state}" if state else "")
         checks.append(Check("epoch on chain", False, why))
         return checks
-    record = chain.call(deployment.receipts, "usage_receipts", "epochs", epoch)
-    events_root, lines_root = as_bytes(record[0]), as_bytes(record[1])
-    submitted_at = int(record[4])
-    if submitted_at == 0:
-        checks.append(Check("epoch on chain", False, f"epoch {epoch} was never submitted"))
+    committed = committed_epoch(
+        chain,
+        deployment.receipts,
+        epoch,
+        deployment.deploy_block,
+        chain.block_number(),
+        hint_block=receipt.get("submit_block"),
+    )
+    if committed.record is None:
+        checks.append(Check("epoch on chain", False, committed.problem or "no record"))
         return checks
-    voided = bool(chain.call(deployment.receipts, "usage_receipts", "voided", epoch))
+    events_root, lines_root = committed.record.events_root, committed.record.lines_root
     problems = []
-    if voided:
+    if committed.voided:
         problems.append("the epoch was voided")
     for name, ours in (("events_root", events_root), ("lines_root", lines_root)):
         theirs = receipt.get(name)
         if theirs is not None and str(theirs).lower() != _h(ours):
-            problems.append(f"receipt {name} {theirs} != on-chain {_h(ours)}")
+            problems.append(f"receipt {name} {theirs} != committed on chain {_h(ours)}")
     checks.append(Check("epoch on chain", not problems, "; ".join(problems) or
                         f"epoch {epoch}, events root {_h(events_root)}"))  # fmt: skip
 

@@ -20,6 +20,7 @@ from apicredits.chain.rpc import RpcChain
 from apicredits.oracle.bls import CURVE_ORDER, OracleKey, aggregate_signatures
 from apicredits.oracle.merkle import MerkleTree
 from apicredits.oracle.messages import SETTLEMENT_LINE_TYPES, EpochSummary
+from apicredits.oracle.records import EpochRecord
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +46,7 @@ class Suite:
     payout: str
     tenants: list[str]
     gas: dict[str, int]
+    records: dict[int, EpochRecord]
 
     def receipts(self, fn: str, *args: object) -> int:
         return self.chain.transact(self.d.receipts, "usage_receipts", fn, *args).gas_used
@@ -73,14 +75,28 @@ class Suite:
         signature = aggregate_signatures(key.sign(summary.message()) for key in signing)
         bitmap = sum(1 << i for i in signer_indexes)
         keys = b"".join(self.oracles[i].public_key for i in signer_indexes)
-        return self.receipts("submit_epoch", *header, bitmap, keys, signature)
+        receipt = self.chain.transact(
+            self.d.receipts, "usage_receipts", "submit_epoch", *header, bitmap, keys, signature
+        )
+        (logged,) = self.chain.receipt_events(receipt, "usage_receipts", "EpochSubmitted")
+        record = EpochRecord.from_log(logged.args)
+        stored = self.chain.call(self.d.receipts, "usage_receipts", "commitment", epoch)
+        assert stored == "0x" + record.commitment().hex()
+        assert record.submitted_at == self.chain.block_timestamp(receipt.block_number)
+        self.records[epoch] = record
+        return receipt.gas_used
 
-    def execute(self, tree: MerkleTree, lines: list[Line], index: int) -> int:
+    def execute(
+        self, tree: MerkleTree, lines: list[Line], index: int, record: EpochRecord | None = None
+    ) -> int:
+        epoch, *line = lines[index]
         receipt = self.chain.transact(
             self.d.treasury,
             "settlement_treasury",
             "execute_line",
-            *lines[index],
+            epoch,
+            (record or self.records[epoch]).values(),
+            *line,
             tree.proof(index),
         )
         return receipt.gas_used
@@ -110,7 +126,7 @@ def suite(anvil_url: str, tmp_path: Path) -> Iterator[Suite]:
             deposit_test_funds(chain, d, tenant=tenant, amount=50_000_000)
         oracles = [oracle_key(f"anvil-oracle-{i}") for i in range(3)]
         gas: dict[str, int] = {}
-        s = Suite(chain, d, oracles, payout, tenants, gas)
+        s = Suite(chain, d, oracles, payout, tenants, gas, {})
         for i, oracle in enumerate(oracles):
             gas[f"register_oracle[{i}]"] = s.receipts(
                 "register_oracle", oracle.public_key, oracle.proof_of_possession()
@@ -140,6 +156,9 @@ def test_a_2_of_3_receipt_settles_two_lines(suite: Suite) -> None:
         s.execute(tree, lines, 0)
     s.chain.time_travel(WINDOW)
     s.chain.mine(1)
+    early = EpochRecord(*s.records[1].values()[:5], 0b11)  # other signers
+    with pytest.raises(TransactionReverted, match="epoch record does not match the receipt"):
+        s.execute(tree, lines, 0, early)
     fees = s.d.deployer
     before = balance(s, s.payout), balance(s, fees), balance(s, s.d.vault)
     s.gas["execute_line (first)"] = s.execute(tree, lines, 0)
@@ -164,6 +183,7 @@ def test_a_2_of_3_receipt_settles_two_lines(suite: Suite) -> None:
         "settlement_treasury",
         "execute_lines",
         3,
+        s.records[3].values(),
         [line[1:] for line in many],
         [batch_tree.proof(i) for i in range(len(many))],
     ).gas_used
@@ -189,7 +209,7 @@ def test_a_voided_epoch_pays_nothing_and_the_window_ends_voiding(suite: Suite) -
     lines = [(1, s.tenants[0], PROVIDER_ID, 1_000, 0), (1, s.tenants[1], PROVIDER_ID, 2_000, 0)]
     tree = tree_of(lines)
     s.submit(1, lines, [1, 2])
-    s.receipts("void_epoch", 1)
+    s.receipts("void_epoch", 1, s.records[1].values())
     s.chain.time_travel(WINDOW)
     s.chain.mine(1)
     with pytest.raises(TransactionReverted, match="epoch is void"):
@@ -200,5 +220,5 @@ def test_a_voided_epoch_pays_nothing_and_the_window_ends_voiding(suite: Suite) -
     s.chain.time_travel(WINDOW)
     s.chain.mine(1)
     with pytest.raises(TransactionReverted, match="dispute window closed"):
-        s.receipts("void_epoch", 2)
+        s.receipts("void_epoch", 2, s.records[2].values())
     s.execute(tree_of(again), again, 1)

@@ -31,6 +31,7 @@ from apicredits.metering.events import Meter, UsageDomain
 from apicredits.oracle.epochs import build_epoch, receipt_document
 from apicredits.oracle.messages import SettlementLine, job_id
 from apicredits.oracle.node import SignRequest, line_document
+from apicredits.oracle.records import committed_epoch
 from oracle_support import (
     GATEWAY_METER,
     PROVIDER_ID,
@@ -218,9 +219,14 @@ def test_the_oracle_network_settles_through_byzantine_forged_and_dead_nodes(
     line = SettlementLine(1, doc["line"]["tenant"], bytes.fromhex(doc["line"]["provider_id"][2:]),
                           doc["line"]["amount_micro"], doc["line"]["fee_micro"])  # fmt: skip
     proof = [bytes.fromhex(p[2:]) for p in doc["lines_proof"]]
+    head = net.chain.block_number()
+    found = committed_epoch(net.chain, net.d.receipts, 1, net.d.deploy_block, head,
+                            hint_block=doc["submit_block"])  # fmt: skip
+    record = found.record
+    assert record is not None
     with pytest.raises(TransactionReverted, match="already executed"):
         net.chain.transact(net.d.treasury, "settlement_treasury", "execute_line",
-                           *line.values(), proof)  # fmt: skip
+                           1, record.values(), *line.values()[1:], proof)  # fmt: skip
 
     # verify passes on a good receipt and fails, saying where, on a tampered proof.
     good_file = net.tmp / "receipt.json"
@@ -236,6 +242,12 @@ def test_the_oracle_network_settles_through_byzantine_forged_and_dead_nodes(
     bad = net.cli("verify", str(bad_file), *net.chain_args(), *meter, check=False)
     assert bad.returncode == 1
     assert "merkle proof: FAILED — proof leads to 0x" in bad.stdout
+    tampered = copy.deepcopy(doc)
+    tampered["events_root"] = "0x" + "22" * 32
+    bad_file.write_text(json.dumps(tampered))
+    bad = net.cli("verify", str(bad_file), *net.chain_args(), *meter, check=False)
+    assert bad.returncode == 1
+    assert f"receipt events_root 0x{'22' * 32} != committed on chain" in bad.stdout
 
     # Epoch 2: the byzantine node comes back honest, node 0 dies; two remain, t = 2.
     net.stop_node(2)

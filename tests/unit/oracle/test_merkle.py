@@ -268,4 +268,4 @@ def test_native_functions_refuse_ragged_buffers() -> None:
     with pytest.raises(ValueError, match="non-empty"):
         native.make_tree(b"")
     with pytest.raises(TypeError):
-        native.keccak256("not bytes")
+        native.keccak256("not bytes")  # type: ignore[arg-type]

@@ -1,6 +1,8 @@
 """One epoch settled end to end on the embedded chain by the ``Settler`` (2 oracle nodes,
-t = 2), then its receipts verified against the chain, intact and tampered. Registering two
-keys and one submission cost three pairings in py-evm (a few seconds)."""
+t = 2), then its receipts verified against the chain, intact and tampered; and one epoch
+voided within its dispute window, which the settler then never pays and verify reports.
+Registering two keys and one submission cost three pairings in py-evm (a few seconds) per
+fixture."""
 
 from __future__ import annotations
 
@@ -8,17 +10,25 @@ import copy
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from apicredits.chain import Chain, Deployment, deploy, deposit_test_funds
+from apicredits.chain import (
+    Chain,
+    Deployment,
+    TransactionReverted,
+    deploy,
+    deposit_test_funds,
+)
 from apicredits.chain.embedded import EmbeddedChain
 from apicredits.metering.events import Meter, UsageDomain
 from apicredits.oracle.aggregator import Settler
 from apicredits.oracle.epochs import receipt_document
 from apicredits.oracle.node import DatabaseSources, OracleNode
+from apicredits.oracle.records import VOID_FLAG, CommittedEpoch, EpochRecord, committed_epoch
 from apicredits.oracle.validation import registry_history_from_chain
 from apicredits.oracle.verify import verify_receipt
 from oracle_support import (
@@ -33,6 +43,7 @@ from oracle_support import (
 )
 
 KEYS = [oracle_key(f"verify-{i}") for i in range(2)]
+WINDOW = 3600
 
 
 @dataclass
@@ -44,15 +55,33 @@ class Settled:
     payout: str
 
 
+@dataclass
+class Setup:
+    chain: Chain
+    d: Deployment
+    g: GatewayDb
+    settler: Settler
+    events: list[Any]
+    payout: str
+
+    async def receipt_documents(self) -> list[dict[str, Any]]:
+        docs = [
+            await self.g.db.read(lambda c, e=e: receipt_document(c, "0x" + e.event.event_id.hex()))
+            for e in self.events
+        ]
+        return [doc for doc in docs if doc is not None]
+
+
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-async def settled(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settled]:
+async def setup(tmp_path: Any, window: int) -> Setup:
+    """Two oracles (t = 2), a provider, two funded tenants and three usage events in the
+    gateway's database, a settler over them; both dispute windows ``window`` seconds."""
     chain = EmbeddedChain(None)
-    d = deploy(chain, dispute_window_seconds=0)
+    d = deploy(chain, dispute_window_seconds=window)
     admin, payout, tenant_a, tenant_b = chain.accounts[1:5]
     registry = d.address("provider_registry")
     chain.transact(registry, "provider_registry", "register", PROVIDER_ID,
@@ -65,7 +94,7 @@ async def settled(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Set
     chain.transact(d.receipts, "usage_receipts", "set_threshold", 2)
 
     domain = UsageDomain(chain.chain_id, d.receipts)
-    g = await gateway_db(tmp_path_factory.mktemp("verify") / "gw.db")
+    g = await gateway_db(tmp_path / "gw.db")
     await g.add_job("job-1", 1_000_000)
     later = int(time.time()) + 60  # after the provider's registration
     events = [
@@ -90,18 +119,30 @@ async def settled(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Set
         gateway_meter=GATEWAY_METER.address, max_events=100, max_seconds=0,
         transport=nodes.__getitem__,
     )  # fmt: skip
+    return Setup(chain, d, g, settler, events, payout)
+
+
+@pytest.fixture(scope="module")
+async def settled(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Settled]:
+    s = await setup(tmp_path_factory.mktemp("verify"), 0)
     try:
-        reports = await settler.run_once()
+        reports = await s.settler.run_once()
         assert [(r.epoch, r.state, r.events, r.lines) for r in reports] == [(1, "settled", 3, 2)]
         assert reports[0].signers == [0, 1]
-        docs = [
-            await g.db.read(lambda c, e=e: receipt_document(c, "0x" + e.event.event_id.hex()))
-            for e in events
-        ]
-        yield Settled(chain, d, g, [doc for doc in docs if doc is not None], payout)
+        yield Settled(s.chain, s.d, s.g, await s.receipt_documents(), s.payout)
     finally:
-        await g.db.aclose()
-        chain.close()
+        await s.g.db.aclose()
+        s.chain.close()
+
+
+def committed(s: Settled | Setup, epoch: int = 1, hint: Any = None) -> CommittedEpoch:
+    return committed_epoch(s.chain, s.d.receipts, epoch, s.d.deploy_block,
+                           s.chain.block_number(), hint_block=hint)  # fmt: skip
+
+
+def failures(receipt: dict[str, Any], s: Settled) -> list[str]:
+    checks = verify_receipt(receipt, s.chain, s.d, gateway_meter=GATEWAY_METER.address)
+    return [c.line() for c in checks if not c.ok]
 
 
 @pytest.mark.anyio
@@ -173,3 +214,115 @@ async def test_verify_reads_the_gateways_proof_document(settled: Settled) -> Non
     checks = verify_receipt(gateways, settled.chain, settled.d, gateway_meter=GATEWAY_METER.address)
     assert [c.line() for c in checks if not c.ok] == []
     assert len(checks) == 7
+
+
+# -- the epoch record: rebuilt from the EpochSubmitted log, held to the stored commitment
+
+
+def test_the_committed_record_is_what_the_settler_submitted(settled: Settled) -> None:
+    s, mine = settled, settled.receipts[0]
+    found = committed(s, hint=mine["submit_block"])
+    record = found.record
+    assert record is not None
+    assert found.problem is None
+    assert not found.voided
+    assert "0x" + record.events_root.hex() == mine["events_root"]
+    assert "0x" + record.lines_root.hex() == mine["lines_root"]
+    assert (record.line_count, record.signers) == (2, 0b11)
+    assert record.submitted_at == s.chain.block_timestamp(mine["submit_block"])
+    stored = s.chain.call(s.d.receipts, "usage_receipts", "commitment", 1)
+    assert stored == "0x" + record.commitment().hex()
+    on_chain = s.chain.call(s.d.receipts, "usage_receipts", "epoch_commitment", record.values())
+    assert on_chain == stored
+    assert committed(s, hint=1).record == record  # a wrong hint only costs a wider search
+
+
+@pytest.mark.anyio
+async def test_verify_holds_the_receipts_roots_to_the_committed_ones(settled: Settled) -> None:
+    s = settled
+    record = committed(s).record
+    assert record is not None
+    for name, ours in (("events_root", record.events_root), ("lines_root", record.lines_root)):
+        receipt = copy.deepcopy(s.receipts[0])
+        receipt[name] = "0x" + "22" * 32
+        assert failures(receipt, s) == [
+            f"epoch on chain: FAILED — receipt {name} 0x{'22' * 32} != committed on chain "
+            f"0x{ours.hex()}"
+        ]
+    receipt = copy.deepcopy(s.receipts[0])
+    receipt["submit_block"] = 10**9  # a hint beyond the head is ignored
+    assert failures(receipt, s) == []
+    receipt["epoch"] = 2
+    assert failures(receipt, s)[0] == "epoch on chain: FAILED — epoch 2 was never submitted"
+
+
+class OtherCommitment:
+    """The settled chain, except that UsageReceipts stores ``stored`` for every epoch."""
+
+    def __init__(self, chain: Chain, stored: bytes) -> None:
+        self._chain, self._stored = chain, stored
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._chain, name)
+
+    def call(self, address: str, artifact: str, fn: str, *args: Any, **kw: Any) -> Any:
+        if fn == "commitment":
+            return "0x" + self._stored.hex()
+        return self._chain.call(address, artifact, fn, *args, **kw)
+
+
+@pytest.mark.anyio
+async def test_verify_refuses_a_log_that_the_commitment_does_not_name(settled: Settled) -> None:
+    s = settled
+    record = committed(s).record
+    assert record is not None
+    chain: Any = OtherCommitment(s.chain, b"\x44" * 32)
+    checks = verify_receipt(s.receipts[0], chain, s.d, gateway_meter=GATEWAY_METER.address)
+    assert [c.line() for c in checks if not c.ok] == [
+        "epoch on chain: FAILED — the EpochSubmitted log of epoch 1 commits to "
+        f"0x{record.commitment().hex()}, UsageReceipts stores 0x{'44' * 32}"
+    ]
+    assert [c.name for c in checks][-1] == "epoch on chain"  # nothing is proven against it
+
+
+@pytest.mark.anyio
+async def test_a_voided_epoch_is_never_paid_and_verify_says_so(tmp_path: Path) -> None:
+    s = await setup(tmp_path, WINDOW)
+    try:
+        (report,) = await s.settler.run_once(wait=False)
+        assert (report.epoch, report.state, report.error) == (1, "submitted", None)
+        before = committed(s)
+        record = before.record
+        assert record is not None
+        assert not before.voided
+        wrong = EpochRecord(*record.values()[:4], record.submitted_at - WINDOW, record.signers)
+        with pytest.raises(TransactionReverted, match="epoch record does not match"):
+            s.chain.transact(s.d.receipts, "usage_receipts", "void_epoch", 1, wrong.values())
+        s.chain.transact(s.d.receipts, "usage_receipts", "void_epoch", 1, record.values())
+        after = committed(s)
+        assert after.voided
+        assert after.record == record
+        assert int.from_bytes(after.stored) == int.from_bytes(record.commitment()) | VOID_FLAG
+
+        s.chain.time_travel(WINDOW)
+        s.chain.mine(1)
+        (report,) = await s.settler.run_once(wait=False)  # resumes from the database
+        assert (report.state, report.executed_txs) == ("submitted", [])
+        assert report.error == "epoch 1 was voided on chain"
+        doc = (await s.receipt_documents())[0]
+        line = doc["line"]
+        with pytest.raises(TransactionReverted, match="settlement_treasury: epoch is void"):
+            s.chain.transact(
+                s.d.treasury, "settlement_treasury", "execute_line", 1, record.values(),
+                line["tenant"], bytes.fromhex(line["provider_id"][2:]), line["amount_micro"],
+                line["fee_micro"], [bytes.fromhex(p[2:]) for p in doc["lines_proof"]],
+            )  # fmt: skip
+        assert int(s.chain.call(s.d.stablecoin, "test_stablecoin", "balanceOf", s.payout)) == 0
+        checks = verify_receipt(doc, s.chain, s.d, gateway_meter=GATEWAY_METER.address)
+        assert [c.line() for c in checks if not c.ok] == [
+            "epoch on chain: FAILED — the epoch was voided",
+            "line executed: FAILED — the treasury has not executed this line",
+        ]
+    finally:
+        await s.g.db.aclose()
+        s.chain.close()

@@ -121,6 +121,9 @@ def settled(system: System, oracle_keys: tuple[OracleKey, ...]) -> Settled:
     header = (1, b"\x0e" * 32, tree.root, len(lines), sum(line[3] for line in lines))
     signature = aggregate_signature([key], contract.epoch_message(*header))
     contract.submit_epoch(*header, 1, key.public_key, signature)
+    (logged,) = (log for log in contract.get_logs() if type(log).__name__ == "EpochSubmitted")
+    record = (logged.events_root, logged.lines_root, logged.line_count, logged.total_micro,
+              logged.submitted_at, logged.signers)  # fmt: skip
     fee_recipient = boa.env.generate_address("fee-recipient")
     treasury = load(
         "settlement_treasury",
@@ -130,4 +133,4 @@ def settled(system: System, oracle_keys: tuple[OracleKey, ...]) -> Settled:
         fee_recipient,
         DISPUTE_WINDOW,
     )
-    return Settled(contract, treasury, fee_recipient, lines, tree)
+    return Settled(contract, treasury, fee_recipient, lines, tree, record)

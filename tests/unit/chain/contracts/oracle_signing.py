@@ -102,10 +102,17 @@ class LinesTree:
 
 @dataclass(frozen=True)
 class Settled:
-    """Usage receipts holding epoch 1 (submitted at session start) and a treasury over them."""
+    """Usage receipts holding epoch 1 (submitted at session start) and a treasury over them;
+    ``record`` is epoch 1's ``EpochRecord`` as its ``EpochSubmitted`` log carries it (events
+    root, lines root, line count, total, submitted_at, signers)."""
 
     receipts: Any
     treasury: Any
     fee_recipient: str
     lines: tuple[tuple[int, str, bytes, int, int], ...]
     tree: LinesTree
+    record: tuple[bytes, bytes, int, int, int, int]
+
+    @property
+    def submitted_at(self) -> int:
+        return self.record[4]

@@ -1,6 +1,7 @@
 """settlement_treasury.vy: paying the lines of a threshold-signed receipt after its dispute
-window, once each, with a Merkle proof; voided epochs, inactive providers, tampered lines and
-admin changes are refused. Epoch 1 comes from the session's ``settled`` fixture."""
+window, once each, with a Merkle proof and the epoch's record (checked against the receipt's
+commitment); voided epochs, tampered records, inactive providers, tampered lines and admin
+changes are refused. Epoch 1 comes from the session's ``settled`` fixture."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 import boa
 import pytest
 from contracts_support import MICRO, PROVIDER_ID, ZERO_ADDRESS, System, events, load, now
-from oracle_signing import DISPUTE_WINDOW, Settled, line_leaf
+from eth_utils import keccak
+from oracle_signing import DISPUTE_WINDOW, LinesTree, Settled, line_leaf
 
 DEPOSIT = 20 * MICRO
+NO_MATCH = "settlement_treasury: epoch record does not match the receipt"
 
 
 @pytest.fixture
@@ -26,15 +29,21 @@ def s(system: System, settled: Settled) -> Settled:
 
 @pytest.fixture
 def after_window(s: Settled) -> Settled:
-    boa.env.time_travel(seconds=s.receipts.epochs(1).submitted_at + DISPUTE_WINDOW - now())
+    boa.env.time_travel(seconds=s.submitted_at + DISPUTE_WINDOW - now())
     return s
 
 
 def execute(s: Settled, index: int, **changes: Any) -> None:
     epoch, tenant, provider_id, amount, fee = s.lines[index]
-    line = {"epoch": epoch, "tenant": tenant, "provider_id": provider_id, "amount": amount,
-            "fee": fee, "proof": s.tree.proof(index)} | changes  # fmt: skip
+    line = {"epoch": epoch, "record": s.record, "tenant": tenant, "provider_id": provider_id,
+            "amount": amount, "fee": fee, "proof": s.tree.proof(index)} | changes  # fmt: skip
     s.treasury.execute_line(*line.values())
+
+
+def tampered(record: tuple[Any, ...], field: int, value: Any) -> tuple[Any, ...]:
+    changed = list(record)
+    changed[field] = value
+    return tuple(changed)
 
 
 def test_a_line_pays_the_provider_and_burns_the_credits(
@@ -67,12 +76,14 @@ def test_a_batch_pays_every_line_or_none(system: System, after_window: Settled) 
     batch = [line[1:] for line in s.lines[:2]]
     proofs = [s.tree.proof(0), s.tree.proof(1)]
     with boa.reverts("settlement_treasury: one proof per line"):
-        s.treasury.execute_lines(1, batch, proofs[:1])
+        s.treasury.execute_lines(1, s.record, batch, proofs[:1])
     with boa.reverts("settlement_treasury: invalid proof"):
-        s.treasury.execute_lines(1, batch, proofs[::-1])
+        s.treasury.execute_lines(1, s.record, batch, proofs[::-1])
     with boa.reverts("settlement_treasury: line already executed"):
-        s.treasury.execute_lines(1, [batch[0], batch[0]], [proofs[0], proofs[0]])
-    s.treasury.execute_lines(1, batch, proofs)
+        s.treasury.execute_lines(1, s.record, [batch[0], batch[0]], [proofs[0], proofs[0]])
+    with boa.reverts(NO_MATCH):
+        s.treasury.execute_lines(1, tampered(s.record, 5, 0b11), batch, proofs)
+    s.treasury.execute_lines(1, s.record, batch, proofs)
     assert [log.tenant for log in events(s.treasury, "LineExecuted")] == [b[0] for b in batch]
     paid = sum(amount - fee for _, _, amount, fee in batch)
     assert system.stablecoin.balanceOf(system.payout) == paid
@@ -82,16 +93,57 @@ def test_a_batch_pays_every_line_or_none(system: System, after_window: Settled) 
 
 def test_a_batch_checks_the_epoch(s: Settled) -> None:
     with boa.reverts("settlement_treasury: dispute window not passed"):
-        s.treasury.execute_lines(1, [s.lines[0][1:]], [s.tree.proof(0)])
+        s.treasury.execute_lines(1, s.record, [s.lines[0][1:]], [s.tree.proof(0)])
     boa.env.time_travel(seconds=DISPUTE_WINDOW)
     with boa.reverts("settlement_treasury: epoch not submitted"):
-        s.treasury.execute_lines(2, [], [])
+        s.treasury.execute_lines(2, s.record, [], [])
 
 
 def test_no_line_is_paid_during_the_dispute_window(s: Settled) -> None:
-    boa.env.time_travel(seconds=s.receipts.epochs(1).submitted_at + DISPUTE_WINDOW - now() - 1)
+    boa.env.time_travel(seconds=s.submitted_at + DISPUTE_WINDOW - now() - 1)
     with boa.reverts("settlement_treasury: dispute window not passed"):
         execute(s, 0)
+
+
+def test_an_earlier_submitted_at_does_not_shorten_the_window(s: Settled) -> None:
+    early = tampered(s.record, 4, now() - DISPUTE_WINDOW)
+    with boa.reverts(NO_MATCH):
+        execute(s, 0, record=early)
+    with boa.reverts(NO_MATCH):
+        s.treasury.execute_lines(1, early, [s.lines[0][1:]], [s.tree.proof(0)])
+
+
+def test_a_record_with_another_lines_root_cannot_pay_forged_lines(
+    system: System, after_window: Settled
+) -> None:
+    s = after_window
+    tenant = system.tenants[0].address
+    forged = [(1, tenant, PROVIDER_ID, DEPOSIT, 0), (1, tenant, PROVIDER_ID, 1, 0)]
+    tree = LinesTree.of(forged)
+    record = tampered(s.record, 1, tree.root)
+    with boa.reverts(NO_MATCH):
+        s.treasury.execute_line(*forged[0][:1], record, *forged[0][1:], tree.proof(0))
+    with boa.reverts(NO_MATCH):
+        s.treasury.execute_lines(1, record, [line[1:] for line in forged],
+                                 [tree.proof(0), tree.proof(1)])  # fmt: skip
+    assert system.credit.balanceOf(tenant) == DEPOSIT
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (0, keccak(text="other events")),  # events_root
+        (2, 4),  # line_count
+        (3, 1),  # total_micro
+        (5, 0b11),  # signers
+        (5, 0),
+    ],
+)
+def test_a_record_differing_in_any_field_is_refused(
+    after_window: Settled, field: int, value: Any
+) -> None:
+    with boa.reverts(NO_MATCH):
+        execute(after_window, 0, record=tampered(after_window.record, field, value))
 
 
 @pytest.mark.parametrize(
@@ -115,10 +167,14 @@ def test_a_line_of_another_epoch_is_refused(after_window: Settled) -> None:
 
 
 def test_a_void_epoch_pays_nothing(s: Settled) -> None:
-    s.receipts.void_epoch(1)
+    s.receipts.void_epoch(1, s.record)
     boa.env.time_travel(seconds=DISPUTE_WINDOW)
     with boa.reverts("settlement_treasury: epoch is void"):
         execute(s, 0)
+    with boa.reverts("settlement_treasury: epoch is void"):
+        s.treasury.execute_lines(1, s.record, [s.lines[0][1:]], [s.tree.proof(0)])
+    with boa.reverts("settlement_treasury: epoch is void"):  # whatever record is offered
+        execute(s, 0, record=tampered(s.record, 4, 0))
 
 
 def test_an_inactive_provider_is_not_paid(system: System, after_window: Settled) -> None:
@@ -152,7 +208,7 @@ def test_set_dispute_window(s: Settled, stranger: str) -> None:
     s.treasury.set_dispute_window(2 * DISPUTE_WINDOW)
     (logged,) = events(s.treasury, "DisputeWindowChanged")
     assert (logged.previous_window, logged.new_window) == (DISPUTE_WINDOW, 2 * DISPUTE_WINDOW)
-    boa.env.time_travel(seconds=s.receipts.epochs(1).submitted_at + DISPUTE_WINDOW - now())
+    boa.env.time_travel(seconds=s.submitted_at + DISPUTE_WINDOW - now())
     with boa.reverts("settlement_treasury: dispute window not passed"):
         execute(s, 0)
     shorter = "settlement_treasury: window shorter than the receipts' dispute window"

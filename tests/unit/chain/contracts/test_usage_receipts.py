@@ -1,5 +1,6 @@
 """usage_receipts.vy: hashing to G1 as RFC 9380 does, the oracle set (proofs of possession,
-removal, threshold), threshold-signed epoch receipts and voiding them.
+removal, threshold), threshold-signed epoch receipts stored as one commitment each, and
+voiding them.
 
 A pairing check costs about a second of py-evm CPU, so only a few tests here make one (the
 session fixtures make five more); many-pairing scenarios run on anvil in
@@ -25,10 +26,12 @@ from oracle_signing import (
 )
 
 from apicredits.oracle import bls
+from apicredits.oracle.records import EpochRecord
 
 EVENTS_ROOT = keccak(text="events")
 LINES_ROOT = keccak(text="lines")
 EPOCH_TYPES = ["bytes32", "uint256", "address", "uint64", "bytes32", "bytes32", "uint32", "uint256"]
+RECORD_TYPES = ["bytes32", "bytes32", "uint32", "uint256", "uint64", "uint256"]
 
 
 def header(epoch: int = 1, lines_root: bytes = LINES_ROOT) -> tuple[int, bytes, bytes, int, int]:
@@ -64,6 +67,23 @@ def test_the_epoch_message_binds_chain_contract_and_header(receipts: Any) -> Non
     expected = keccak(encode(EPOCH_TYPES, [tag, boa.env.evm.chain.chain_id, receipts.address,
                                            *header()]))  # fmt: skip
     assert receipts.epoch_message(*header()) == expected
+
+
+def commitment_of(record: tuple[Any, ...]) -> bytes:
+    """keccak256(abi.encode(record)) with the lowest bit cleared, computed here."""
+    digest = int.from_bytes(keccak(encode(RECORD_TYPES, list(record))))
+    return (digest & ~1).to_bytes(32)
+
+
+@pytest.mark.parametrize("field", range(6))
+def test_the_commitment_hashes_every_field_of_the_record(receipts: Any, field: int) -> None:
+    record = (EVENTS_ROOT, LINES_ROOT, 3, 12_345_678, 1_700_000_000, 0b101)
+    assert receipts.VOID_FLAG() == 1
+    assert receipts.epoch_commitment(record) == commitment_of(record)
+    assert EpochRecord(*record).commitment() == commitment_of(record)
+    changed = list(record)
+    changed[field] = keccak(text="other") if field < 2 else record[field] + 1
+    assert receipts.epoch_commitment(tuple(changed)) != receipts.epoch_commitment(record)
 
 
 # -- oracle set
@@ -164,10 +184,14 @@ def test_a_2_of_3_receipt_is_recorded(receipts: Any, oracle_keys: tuple[OracleKe
     (logged,) = events(receipts, "EpochSubmitted")
     assert (logged.epoch, logged.events_root, logged.lines_root) == (1, EVENTS_ROOT, LINES_ROOT)
     assert (logged.line_count, logged.total_micro, logged.signers) == (3, 12_345_678, 0b101)
-    assert tuple(receipts.epochs(1)) == (EVENTS_ROOT, LINES_ROOT, 3, 12_345_678, now(), 0b101)
-    assert tuple(receipts.settlement_terms(1)) == (LINES_ROOT, now(), False)
+    assert logged.submitted_at == now()
+    record = (EVENTS_ROOT, LINES_ROOT, 3, 12_345_678, now(), 0b101)
+    assert receipts.commitment(1) == commitment_of(record)
+    assert receipts.commitment(1) == receipts.epoch_commitment(record)
+    assert receipts.commitment(1) != receipts.epoch_commitment((*record[:4], now() + 1, 0b101))
+    assert receipts.voided(1) is False
     assert receipts.next_epoch() == 2
-    assert tuple(receipts.epochs(2)) == (bytes(32), bytes(32), 0, 0, 0, 0)
+    assert receipts.commitment(2) == bytes(32)
 
 
 def test_a_signature_over_another_root_is_refused(
@@ -228,10 +252,6 @@ def test_malformed_submissions_are_refused(
         receipts.submit_epoch(*header(), 0b011, keys, bytes(range(127)))
     with boa.reverts("usage_receipts: signature is the point at infinity"):
         receipts.submit_epoch(*header(), 0b011, keys, bytes(128))
-    epoch, events_root, lines_root, count, _ = header()
-    with boa.reverts("usage_receipts: total exceeds 2**127"):
-        receipts.submit_epoch(epoch, events_root, lines_root, count, 2**127, 0b011, keys,
-                              bytes(range(128)))  # fmt: skip
     with boa.reverts("usage_receipts: threshold not set"):
         fresh.submit_epoch(*header(), 0, b"", bytes(range(128)))
 
@@ -239,29 +259,52 @@ def test_malformed_submissions_are_refused(
 # -- voiding
 
 
+def test_the_settled_record_is_the_committed_one(settled: Settled) -> None:
+    record = settled.record
+    assert record[1] == settled.tree.root
+    assert record[2:4] == (len(settled.lines), sum(line[3] for line in settled.lines))
+    assert record[5] == 1
+    assert settled.receipts.commitment(1) == commitment_of(record)
+
+
 def test_the_owner_voids_a_receipt_within_its_dispute_window(
     settled: Settled, stranger: str
 ) -> None:
-    receipts = settled.receipts
+    receipts, record = settled.receipts, settled.record
     with boa.env.prank(stranger), boa.reverts("usage_receipts: caller is not the owner"):
-        receipts.void_epoch(1)
-    receipts.void_epoch(1)
+        receipts.void_epoch(1, record)
+    receipts.void_epoch(1, record)
     (logged,) = events(receipts, "EpochVoided")
     assert logged.epoch == 1
     assert receipts.voided(1) is True
-    assert receipts.settlement_terms(1)[2] is True
-    assert receipts.epochs(1).lines_root == settled.tree.root
-    assert receipts.epochs(1).total_micro == sum(line[3] for line in settled.lines)
+    # The flag is the lowest bit; the rest still names the committed record.
+    committed = int.from_bytes(commitment_of(record))
+    assert receipts.commitment(1) == (committed | 1).to_bytes(32)
     with boa.reverts("usage_receipts: epoch already void"):
-        receipts.void_epoch(1)
+        receipts.void_epoch(1, record)
+
+
+def test_voiding_needs_the_committed_record(settled: Settled) -> None:
+    receipts, record = settled.receipts, settled.record
+    for wrong in (
+        (record[0], keccak(text="other lines"), *record[2:]),
+        (*record[:4], record[4] + 1, record[5]),
+        (*record[:5], 0b11),
+    ):
+        with boa.reverts("usage_receipts: epoch record does not match the receipt"):
+            receipts.void_epoch(1, wrong)
+    assert receipts.voided(1) is False
 
 
 def test_no_voiding_after_the_window_or_of_missing_epochs(settled: Settled) -> None:
-    receipts = settled.receipts
+    receipts, record = settled.receipts, settled.record
     with boa.reverts("usage_receipts: epoch not submitted"):
-        receipts.void_epoch(2)
-    submitted_at = receipts.epochs(1).submitted_at
-    boa.env.time_travel(seconds=submitted_at + DISPUTE_WINDOW - now())
+        receipts.void_epoch(2, record)
+    boa.env.time_travel(seconds=settled.submitted_at + DISPUTE_WINDOW - now())
     with boa.reverts("usage_receipts: dispute window closed"):
-        receipts.void_epoch(1)
+        receipts.void_epoch(1, record)
+    # A later submitted_at would reopen the window, but it is not the committed record.
+    later = (*record[:4], now(), record[5])
+    with boa.reverts("usage_receipts: epoch record does not match the receipt"):
+        receipts.void_epoch(1, later)
     assert receipts.voided(1) is False
