@@ -119,7 +119,10 @@ class Proxy:
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=30, ttl_dns_cache=300)
         self.http = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies are never ours to keep
         )
         for name in self.router.provider_names():
             await self.rt.ledger.open_account(provider_account(name), AccountType.PROVIDER)

@@ -8,7 +8,6 @@ that fails yields its error and changes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,7 +137,6 @@ class _Batch:
         return self.used.get(key, self.view.usage.get(key, 0))
 
     def record(self, transfer: Transfer, accounts: list[Account]) -> Transfer:
-        transfer = dataclasses.replace(transfer, created_at_us=self.now_us)
         self.transfers[transfer.id] = transfer
         if transfer.pending_id is not None:
             self.closings[transfer.pending_id] = transfer
@@ -200,7 +198,8 @@ class _Batch:
             raise InsufficientCredits(debit.id, amount, debit.available)
         debit, credit = debit.adjusted(dP=amount), self.account(credit_id).adjusted(cP=amount)
         return self.record(
-            Transfer(tid, kind, debit_id, credit_id, amount, memo=memo), [debit, credit]
+            Transfer(tid, kind, debit_id, credit_id, amount, memo=memo, created_at_us=self.now_us),
+            [debit, credit],
         )
 
     def lock(self, command: Lock) -> Transfer:
@@ -237,6 +236,7 @@ class _Batch:
             expires_at_us=self.now_us + command.timeout_seconds * 1_000_000,
             holds=tuple(holds),
             memo=command.memo,
+            created_at_us=self.now_us,
         )
         return self.record(transfer, [debit, credit])
 
@@ -292,6 +292,7 @@ class _Batch:
             posted,
             released=lock.amount - posted,
             pending_id=lock.id,
+            created_at_us=self.now_us,
         )
         return self.record(transfer, [debit, credit])
 
