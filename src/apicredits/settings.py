@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     )
     chain_withdraw_delay_seconds: int = Field(86400, ge=0, le=365 * 86400)
     chain_poll_seconds: float = Field(2.0, gt=0, description="how often the indexer polls")
+    chain_log_range: int = Field(
+        5000, ge=1, description="most blocks one eth_getLogs spans (RPC); wider reads are split"
+    )
     # -- usage events (verifiable usage): every usage record becomes a signed usage event
     usage_events: bool = Field(
         False,

@@ -21,6 +21,7 @@ from apicredits.chain.errors import (
     ChainError,
     ChainUnavailable,
     DeploymentInvalid,
+    LogRangeTooLarge,
     TransactionReverted,
     WrongChain,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "DeploymentInvalid",
     "EventLog",
     "Indexer",
+    "LogRangeTooLarge",
     "RawLog",
     "Receipt",
     "SyncReport",

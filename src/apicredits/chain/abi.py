@@ -1,7 +1,8 @@
 """``ContractInterface``: ABI encoding and decoding of one compiled contract.
 
 Both backends speak raw calldata and raw logs through this class (eth-abi underneath), so
-the embedded chain and JSON-RPC decode events and revert reasons exactly alike.
+the embedded chain and JSON-RPC decode events and revert reasons exactly alike, and filter
+logs by the same topics (``topic_filter``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from functools import cached_property
 from typing import Any
 
 from eth_abi.abi import decode, encode
+from eth_abi.exceptions import EncodingError
 from eth_utils.abi import (
     collapse_if_tuple,
     event_abi_to_log_topic,
     function_abi_to_4byte_selector,
 )
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from apicredits.chain.errors import ChainError
 
@@ -46,6 +49,37 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
         return to_checksum_address(value)
     return value
+
+
+def _dynamic(kind: str) -> bool:
+    return kind in ("string", "bytes") or kind.endswith("]") or kind.startswith("(")
+
+
+TopicFilter = tuple[tuple[bytes, ...] | None, ...]
+"""Topics 1, 2, ... of a log query: each None (any value) or the values it may take."""
+
+
+def encode_topic(kind: str, value: Any) -> bytes:
+    """The 32-byte topic an indexed argument of ABI type ``kind`` has when it is ``value``:
+    a value type ABI-encoded (uint/int/address/bool left-padded, bytesN right-padded, so
+    bytes32 as is), a string or bytes hashed with keccak256, as the EVM logs them. Bytes
+    may be given as 0x-hex. Raises ``ValueError`` for a value that is not a ``kind``."""
+    if kind.startswith("bytes") and isinstance(value, str):
+        value = bytes.fromhex(value.removeprefix("0x"))
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a string")
+        return keccak(value.encode())
+    if kind == "bytes":
+        if not isinstance(value, bytes | bytearray):
+            raise ValueError(f"{value!r} is not bytes")
+        return keccak(bytes(value))
+    if _dynamic(kind):
+        raise ValueError(f"filtering by an indexed {kind} is not supported")
+    try:
+        return encode([kind], [value])
+    except EncodingError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def revert_reason(data: bytes) -> str:
@@ -127,10 +161,41 @@ class ContractInterface:
         args: dict[str, Any] = {}
         for param, topic in zip(indexed, topics[1:], strict=True):
             kind = collapse_if_tuple(dict(param))
-            dynamic = kind in ("string", "bytes") or kind.endswith("]") or kind.startswith("(")
             args[param["name"]] = (
-                "0x" + topic.hex() if dynamic else _plain(decode([kind], topic)[0])
+                "0x" + topic.hex() if _dynamic(kind) else _plain(decode([kind], topic)[0])
             )
         for param, value in zip(plain, decode(_types(plain), data), strict=True):
             args[param["name"]] = _plain(value)
         return args
+
+    def topic_filter(self, event: str, where: Mapping[str, Any]) -> TopicFilter:
+        """Topics 1.. of a query for the ``event`` logs whose indexed arguments have the
+        values ``where`` gives (a list, tuple or set of values: any of them), trailing
+        wildcards dropped. A name that is not an indexed input of ``event`` is refused."""
+        indexed = [p for p in self._event(event)["inputs"] if p.get("indexed")]
+        position = {p["name"]: i for i, p in enumerate(indexed)}
+        for name in where:
+            if name not in position:
+                names = ", ".join(position) or "none"
+                raise ChainError(
+                    f"{self.name}.{event} has no indexed input {name!r} (indexed: {names})",
+                    event=event,
+                    name=name,
+                )
+        topics: list[tuple[bytes, ...] | None] = [None] * len(indexed)
+        for name, value in where.items():
+            param = indexed[position[name]]
+            kind = collapse_if_tuple(dict(param))
+            values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+            if not values:
+                raise ChainError(f"{self.name}.{event}: no value given for {name!r}", name=name)
+            try:
+                encoded = tuple(dict.fromkeys(encode_topic(kind, v) for v in values))
+            except ValueError as exc:
+                raise ChainError(
+                    f"{self.name}.{event}: {name}={value!r} is not a {kind} ({exc})", name=name
+                ) from None
+            topics[position[name]] = encoded
+        while topics and topics[-1] is None:
+            topics.pop()
+        return tuple(topics)

@@ -8,6 +8,11 @@ serialises its own calls with a lock, so one instance may be shared across threa
 Transactions are mined one per block and wait for their receipt (anvil's automine, and the
 embedded chain's rule), so ``transact`` returns a final ``Receipt`` or raises
 ``TransactionReverted``.
+
+Log queries filter by event (topic 0) and by indexed arguments (``where``, encoded by the
+contract's ABI), and never ask a backend for more than ``max_log_range`` blocks at once:
+a wider range is read in consecutive chunks (``logs_in_chunks``), halved when the node
+refuses one as too large.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
-from apicredits.chain.abi import ContractInterface
-from apicredits.chain.errors import ChainError
+from apicredits.chain.abi import ContractInterface, TopicFilter
+from apicredits.chain.errors import ChainError, LogRangeTooLarge
 
 ArtifactLoader = Callable[[str], Mapping[str, Any]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +75,35 @@ def default_artifacts(name: str) -> Mapping[str, Any]:
     return artifact
 
 
+def logs_in_chunks(
+    query: Callable[[int, int], Sequence[T]], from_block: int, to_block: int, max_range: int | None
+) -> list[T]:
+    """``query(lo, hi)`` over consecutive chunks of ``from_block``..``to_block`` of at most
+    ``max_range`` blocks (None: one query), results concatenated in block order. A chunk
+    refused with ``LogRangeTooLarge`` is halved and retried, and the smaller size kept for
+    the rest of the range; a single block refused raises."""
+    if max_range is not None and max_range < 1:
+        raise ValueError(f"max_range must be at least 1, not {max_range}")
+    span = max_range or max(to_block - from_block + 1, 1)
+    found: list[T] = []
+    lo = from_block
+    while lo <= to_block:
+        hi = min(lo + span - 1, to_block)
+        try:
+            found.extend(query(lo, hi))
+        except LogRangeTooLarge:
+            if hi == lo:
+                raise
+            span = (hi - lo + 1) // 2
+            continue
+        lo = hi + 1
+    return found
+
+
 class Chain(abc.ABC):
     chain_id: int
+    max_log_range: int | None = None
+    """The most blocks one backend log query spans (None: no limit)."""
 
     def __init__(self, artifacts: ArtifactLoader | None = None) -> None:
         self._load_artifact = artifacts or default_artifacts
@@ -138,11 +171,36 @@ class Chain(abc.ABC):
         self, address: str, artifact_name: str, fn: str, *args: Any, sender: str | None = None
     ) -> Receipt: ...
 
-    @abc.abstractmethod
     def raw_logs(
-        self, address: str, topics: Sequence[bytes], from_block: int, to_block: int
+        self,
+        address: str,
+        topics: Sequence[bytes],
+        from_block: int,
+        to_block: int,
+        *,
+        indexed: TopicFilter = (),
     ) -> list[RawLog]:
-        """Logs of ``address`` whose topic 0 is one of ``topics``, in chain order."""
+        """Logs of ``address`` whose topic 0 is one of ``topics`` and whose topic ``i + 1`` is
+        one of ``indexed[i]`` (None: any), in chain order; read ``max_log_range`` blocks at a
+        time (see ``logs_in_chunks``)."""
+        return logs_in_chunks(
+            lambda lo, hi: self._query_logs(address, topics, indexed, lo, hi),
+            from_block,
+            to_block,
+            self.max_log_range,
+        )
+
+    @abc.abstractmethod
+    def _query_logs(
+        self,
+        address: str,
+        topics: Sequence[bytes],
+        indexed: TopicFilter,
+        from_block: int,
+        to_block: int,
+    ) -> list[RawLog]:
+        """One backend query of ``raw_logs`` (at most ``max_log_range`` blocks), in chain
+        order; raises ``LogRangeTooLarge`` when the node refuses the range as too large."""
 
     def events(
         self,
@@ -151,12 +209,25 @@ class Chain(abc.ABC):
         event_names: Sequence[str],
         from_block: int,
         to_block: int,
+        *,
+        where: Mapping[str, Any] | None = None,
     ) -> list[EventLog]:
-        """Decoded logs of several events of one contract, in chain order (one query)."""
+        """Decoded logs of several events of one contract, in chain order. ``where`` keeps
+        those whose indexed arguments have the values it names (a list, tuple or set: any
+        of them), filtered by the node; each named event must index them alike."""
         iface = self.interface(artifact_name)
         by_topic = {iface.topic(name): name for name in event_names}
+        indexed: TopicFilter = ()
+        if where:
+            filters = {iface.topic_filter(name, where) for name in event_names}
+            if len(filters) > 1:
+                raise ChainError(
+                    f"{', '.join(event_names)} do not index {', '.join(where)} alike; "
+                    "query them one by one"
+                )
+            indexed = filters.pop() if filters else ()
         out = []
-        for log in self.raw_logs(address, list(by_topic), from_block, to_block):
+        for log in self.raw_logs(address, list(by_topic), from_block, to_block, indexed=indexed):
             name = by_topic[log.topics[0]]
             args = iface.decode_event(name, log.topics, log.data)
             out.append(
@@ -166,9 +237,17 @@ class Chain(abc.ABC):
         return out
 
     def logs(
-        self, address: str, artifact_name: str, event_name: str, from_block: int, to_block: int
+        self,
+        address: str,
+        artifact_name: str,
+        event_name: str,
+        from_block: int,
+        to_block: int,
+        *,
+        where: Mapping[str, Any] | None = None,
     ) -> list[EventLog]:
-        return self.events(address, artifact_name, [event_name], from_block, to_block)
+        """Decoded ``event_name`` logs, in chain order (``where``: as in ``events``)."""
+        return self.events(address, artifact_name, [event_name], from_block, to_block, where=where)
 
     def receipt_events(self, receipt: Receipt, artifact_name: str, event: str) -> list[EventLog]:
         """The ``event`` logs a receipt carries (of any contract with that ABI)."""

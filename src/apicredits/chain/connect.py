@@ -56,7 +56,10 @@ def connect(settings: Settings) -> Chain:
         from apicredits.chain.rpc import RpcChain
 
         return RpcChain(
-            settings.chain_rpc_url, chain_id=settings.chain_id, signer=configured_signer(settings)
+            settings.chain_rpc_url,
+            chain_id=settings.chain_id,
+            signer=configured_signer(settings),
+            max_log_range=settings.chain_log_range,
         )
     from apicredits.chain.embedded import EMBEDDED_CHAIN_ID, EmbeddedChain
 

@@ -10,7 +10,8 @@ processes may share one journal: each catches up on blocks the others appended b
 reads or writes, and writes are serialised by SQLite's write lock.
 
 Rules that make it a small chain: one transaction per block (automine); reverted
-transactions are never mined (as a failed gas estimate on RPC); block time is the wall
+transactions are never mined (as a failed gas estimate on RPC); log queries span any number
+of blocks (``max_log_range`` None: SQLite serves them from an index); block time is the wall
 clock plus ``time_travel`` offsets, always increasing; gas is execution gas plus the
 intrinsic cost, minus capped refunds, close to (not exactly) a node's receipt.
 """
@@ -27,7 +28,7 @@ from boa.util.abi import Address
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from apicredits.chain.abi import revert_reason
+from apicredits.chain.abi import TopicFilter, revert_reason
 from apicredits.chain.base import ArtifactLoader, Chain, RawLog, Receipt
 from apicredits.chain.errors import ChainError, TransactionReverted, WrongChain
 from apicredits.chain.journal import Journal, JournalBlock, JournalLog, JournalTx
@@ -277,11 +278,18 @@ class EmbeddedChain(Chain):
             raise TransactionReverted(f"{artifact_name}.{fn}", revert_reason(computation.output))
         return iface.decode_output(fn, bytes(computation.output))
 
-    def raw_logs(
-        self, address: str, topics: Sequence[bytes], from_block: int, to_block: int
+    def _query_logs(
+        self,
+        address: str,
+        topics: Sequence[bytes],
+        indexed: TopicFilter,
+        from_block: int,
+        to_block: int,
     ) -> list[RawLog]:
         with self._lock:
-            rows = self._journal.logs(to_checksum_address(address), topics, from_block, to_block)
+            rows = self._journal.logs(
+                to_checksum_address(address), topics, from_block, to_block, indexed
+            )
         return [
             RawLog(addr, tuple(blob[i : i + 32] for i in range(0, len(blob), 32)), bytes(data),
                    number, block_hash, tx_hash, index)

@@ -5,6 +5,7 @@ ApicreditsError
     ├── ChainUnavailable        503 chain_unavailable   (node unreachable, anvil missing)
     ├── TransactionReverted     502 transaction_reverted (carries the revert reason)
     ├── WrongChain              502 wrong_chain          (node's chain id != configured)
+    ├── LogRangeTooLarge        502 log_range_too_large  (node refuses an eth_getLogs range)
     └── DeploymentInvalid       502 deployment_invalid   (missing file, ABI mismatch)
 """
 
@@ -51,3 +52,21 @@ class WrongChain(ChainError):
 
 class DeploymentInvalid(ChainError):
     code = "deployment_invalid"
+
+
+class LogRangeTooLarge(ChainError):
+    """The node refused a log query as too wide or too large (raised per query by a backend;
+    ``Chain.raw_logs`` halves the range on it and lets it out only for a single block)."""
+
+    code = "log_range_too_large"
+
+    def __init__(self, from_block: int, to_block: int, reason: str) -> None:
+        super().__init__(
+            f"the node refuses the logs of blocks {from_block}-{to_block}: {reason}",
+            from_block=from_block,
+            to_block=to_block,
+            reason=reason,
+        )
+        self.from_block = from_block
+        self.to_block = to_block
+        self.reason = reason

@@ -136,17 +136,30 @@ class Journal:
             yield JournalBlock(number, hash_, timestamp, tuple(JournalTx(*t) for t in txs))
 
     def logs(
-        self, address: str, topics: Sequence[bytes], from_block: int, to_block: int
+        self,
+        address: str,
+        topics: Sequence[bytes],
+        from_block: int,
+        to_block: int,
+        indexed: Sequence[Sequence[bytes] | None] = (),
     ) -> list[tuple[int, str, int, str, str, bytes, bytes]]:
-        marks = ",".join("?" * len(topics))
-        # only "?" placeholders are formatted into the statement
+        """Rows of the logs of ``address`` with topic 0 in ``topics`` and topic ``i + 1`` in
+        ``indexed[i]`` (None: any), in block order."""
+        where = [f"l.topic0 IN ({','.join('?' * len(topics))})"]
+        params: list[object] = [*topics]
+        for position, values in enumerate(indexed, start=1):
+            if values is not None:  # topic n is bytes 32n+1..32n+32 of the topics blob
+                where.append(f"substr(l.topics, {32 * position + 1}, 32) IN "
+                             f"({','.join('?' * len(values))})")  # fmt: skip
+                params += values
+        # only "?" placeholders and integer offsets are formatted into the statement
         sql = (
             "SELECT l.block_number, b.hash, l.log_index, l.tx_hash, l.address, l.topics, l.data "  # noqa: S608
             "FROM logs l JOIN blocks b ON b.number = l.block_number "
-            f"WHERE l.address = ? AND l.topic0 IN ({marks}) "
+            f"WHERE l.address = ? AND {' AND '.join(where)} "
             "AND l.block_number BETWEEN ? AND ? ORDER BY l.block_number, l.log_index"
         )
-        return self._db.execute(sql, (address, *topics, from_block, to_block)).fetchall()
+        return self._db.execute(sql, (address, *params, from_block, to_block)).fetchall()
 
     def truncate(self, above: int) -> None:
         """Drop every block above ``above`` (a revert to a snapshot)."""

@@ -3,12 +3,17 @@
 Transactions are signed here with local keys (the configured deployer, plus anvil's dev
 accounts when the node is chain 31337), gas is estimated first (so a revert is reported
 with its reason and nothing is sent), and ``transact`` waits for the receipt.
+
+Providers cap ``eth_getLogs`` (block ranges of 2,000-10,000, results of about 10,000): a log
+query spans at most ``max_log_range`` blocks per call (``APICREDITS_CHAIN_LOG_RANGE``), and
+a call the node refuses as too large (``_range_refused``) is retried on half the range.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -18,18 +23,31 @@ from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3RPCError
 
-from apicredits.chain.abi import revert_reason
+from apicredits.chain.abi import TopicFilter, revert_reason
 from apicredits.chain.base import ArtifactLoader, Chain, RawLog, Receipt
 from apicredits.chain.errors import (
     HOW_TO_START_ANVIL,
     ChainError,
     ChainUnavailable,
+    LogRangeTooLarge,
     TransactionReverted,
     WrongChain,
 )
 from apicredits.chain.keys import ANVIL_CHAIN_ID, dev_accounts
 
 T = TypeVar("T")
+
+DEFAULT_MAX_LOG_RANGE = 5_000
+# How providers say an eth_getLogs range or result is too large: -32005 "limit exceeded"
+# (Infura, geth: "query returned more than 10000 results"), Alchemy's "Log response size
+# exceeded", "block range is too wide/large", "exceed maximum block range: 5000", ...
+_RANGE_ERROR_CODES = frozenset({-32005})
+_RANGE_ERROR = re.compile(
+    r"more than \d+ results|too many (results|logs|blocks)|response size|block range"
+    r"|range (is )?too (large|wide|big)|max(imum)? (block )?range|blocks? distance"
+    r"|limit exceeded|query exceeds",
+    re.IGNORECASE,
+)
 
 
 def _hex(value: Any) -> str:
@@ -44,6 +62,19 @@ def _reason(exc: Exception) -> str:
     return message.removeprefix("execution reverted: ").removeprefix("execution reverted")
 
 
+def _range_refused(error: Mapping[str, Any]) -> bool:
+    """Whether a JSON-RPC error object says the log query asked for too much."""
+    return error.get("code") in _RANGE_ERROR_CODES or bool(
+        _RANGE_ERROR.search(str(error.get("message", "")))
+    )
+
+
+def _topic_position(values: Sequence[bytes] | None) -> str | list[str] | None:
+    if values is None:
+        return None
+    return _hex(values[0]) if len(values) == 1 else [_hex(v) for v in values]
+
+
 class RpcChain(Chain):
     def __init__(
         self,
@@ -53,9 +84,14 @@ class RpcChain(Chain):
         signer: LocalAccount | None = None,
         artifacts: ArtifactLoader | None = None,
         receipt_timeout_seconds: float = 120.0,
+        max_log_range: int | None = DEFAULT_MAX_LOG_RANGE,
     ) -> None:
-        """``chain_id``: the id the node must report (None: whatever it reports)."""
+        """``chain_id``: the id the node must report (None: whatever it reports);
+        ``max_log_range``: the most blocks one ``eth_getLogs`` spans (None: no limit)."""
         super().__init__(artifacts)
+        if max_log_range is not None and max_log_range < 1:
+            raise ChainError(f"max_log_range must be at least 1 block, not {max_log_range}")
+        self.max_log_range = max_log_range
         self.url = url
         self._session = requests.Session()
         provider = HTTPProvider(
@@ -223,16 +259,30 @@ class RpcChain(Chain):
             int(g["logIndex"]),
         )
 
-    def raw_logs(
-        self, address: str, topics: Sequence[bytes], from_block: int, to_block: int
+    def _query_logs(
+        self,
+        address: str,
+        topics: Sequence[bytes],
+        indexed: TopicFilter,
+        from_block: int,
+        to_block: int,
     ) -> list[RawLog]:
         query = {
             "address": to_checksum_address(address),
-            "topics": [[_hex(t) for t in topics]],
+            "topics": [[_hex(t) for t in topics], *(_topic_position(v) for v in indexed)],
             "fromBlock": from_block,
             "toBlock": to_block,
         }
-        found = self._rpc(lambda: self.w3.eth.get_logs(query))  # type: ignore[arg-type]
+        try:
+            found = self._rpc(lambda: self.w3.eth.get_logs(query))  # type: ignore[arg-type]
+        except Web3RPCError as exc:
+            found_error = (exc.rpc_response or {}).get("error")
+            error: Mapping[str, Any] = (
+                found_error if isinstance(found_error, Mapping) else {"message": exc.message}
+            )
+            if _range_refused(error):
+                raise LogRangeTooLarge(from_block, to_block, str(error.get("message"))) from None
+            raise ChainError(f"eth_getLogs failed: {error.get('message')}") from None
         return sorted((self._log(g) for g in found), key=lambda g: (g.block_number, g.log_index))
 
     def close(self) -> None:

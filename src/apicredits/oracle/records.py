@@ -97,7 +97,8 @@ def committed_epoch(
 ) -> CommittedEpoch:
     """Read ``epoch``'s commitment and find the ``EpochSubmitted`` log whose record it commits
     to, searching the block ``hint_block`` first (where the submission is said to be: a
-    hint, never trusted) and then ``from_block``..``to_block``."""
+    hint, never trusted) and then ``from_block``..``to_block``; the node returns only the
+    logs of ``epoch`` (its indexed topic), a chain's ``max_log_range`` blocks at a time."""
     stored = as_bytes(chain.call(receipts, "usage_receipts", "commitment", epoch))
     if stored == _NOT_SUBMITTED:
         return CommittedEpoch(epoch, stored, None, f"epoch {epoch} was never submitted")
@@ -106,9 +107,10 @@ def committed_epoch(
     if type(hint_block) is int and from_block <= hint_block <= to_block:
         ranges.insert(0, (hint_block, hint_block))
     logged: list[EpochRecord] = []
+    where = {"epoch": epoch}
     for lo, hi in ranges:
-        for log in chain.logs(receipts, "usage_receipts", "EpochSubmitted", lo, hi):
-            if int(log.args["epoch"]) != epoch:
+        for log in chain.logs(receipts, "usage_receipts", "EpochSubmitted", lo, hi, where=where):
+            if int(log.args["epoch"]) != epoch:  # the node's filter, checked
                 continue
             record = EpochRecord.from_log(log.args)
             if record.commitment() == committed:

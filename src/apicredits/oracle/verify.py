@@ -253,7 +253,10 @@ def verify_receipt(
     block = receipt.get("executed_block")
     lo = int(block) if type(block) is int else deployment.deploy_block
     hi = int(block) if type(block) is int else chain.block_number()
-    logs = chain.logs(deployment.treasury, "settlement_treasury", "LineExecuted", lo, hi)
+    where = {"epoch": epoch, "tenant": line.tenant, "provider_id": line.provider_id}
+    logs = chain.logs(
+        deployment.treasury, "settlement_treasury", "LineExecuted", lo, hi, where=where
+    )
     tx = receipt.get("executed_tx")
     matching = [
         log for log in logs

@@ -216,6 +216,37 @@ async def test_verify_reads_the_gateways_proof_document(settled: Settled) -> Non
     assert len(checks) == 7
 
 
+@pytest.mark.anyio
+async def test_verify_asks_for_the_epoch_s_logs_by_topic_in_bounded_chunks(
+    settled: Settled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, receipt = settled, copy.deepcopy(settled.receipts[0])
+    for hint in ("submit_tx", "submit_block", "executed_tx", "executed_block"):
+        receipt.pop(hint)
+    asked: list[tuple[bytes, Any, int, int]] = []
+    query = s.chain._query_logs
+
+    def spy(address: str, topics: Any, indexed: Any, lo: int, hi: int) -> list[Any]:
+        asked.append((topics[0], indexed, lo, hi))
+        return query(address, topics, indexed, lo, hi)
+
+    monkeypatch.setattr(s.chain, "_query_logs", spy)
+    monkeypatch.setattr(s.chain, "max_log_range", 2)
+    assert failures(receipt, s) == []
+    assert all(hi - lo < 2 for *_, lo, hi in asked)
+    submitted = s.chain.interface("usage_receipts").topic("EpochSubmitted")
+    executed = s.chain.interface("settlement_treasury").topic("LineExecuted")
+    epoch = (receipt["epoch"]).to_bytes(32, "big")
+    tenant = bytes(12) + bytes.fromhex(receipt["line"]["tenant"][2:])
+    provider = bytes.fromhex(receipt["line"]["provider_id"][2:])
+    assert {str(i) for t, i, *_ in asked if t == submitted} == {str(((epoch,),))}
+    assert {str(i) for t, i, *_ in asked if t == executed} == {
+        str(((epoch,), (tenant,), (provider,)))}  # fmt: skip
+    head, start = s.chain.block_number(), s.d.deploy_block
+    assert [(lo, hi) for t, _, lo, hi in asked if t == executed] == [
+        (lo, min(lo + 1, head)) for lo in range(start, head + 1, 2)]  # fmt: skip
+
+
 # -- the epoch record: rebuilt from the EpochSubmitted log, held to the stored commitment
 
 
