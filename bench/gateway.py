@@ -6,7 +6,9 @@ Starts the provider simulator, a bare Starlette + aiohttp proxy (the floor: no a
 metering) and one gateway worker (SQLite, in-process limits, default
 logging), then for non-streaming chat: requests/s at 8 connections and latency at 1
 connection, direct to the simulator and through the gateway's full path (auth, rate limit,
-lock, proxy, meter, consume + usage record, metrics); the ratio; and the gateway's RSS
+lock, proxy, meter, consume + usage record, metrics), with the CPU each server process
+spends per request at 8 connections (one worker saturates one core: that figure is its
+ceiling); the ratio; and the gateway's RSS
 before and after ``--rss-requests`` more requests. The load generator runs in its own
 process.
 """
@@ -75,9 +77,20 @@ def load(
         )
 
 
-def measure(name: str, port: int, headers: dict[str, str], seconds: float) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    name: str, port: int, headers: dict[str, str], seconds: float, server_pid: int
+) -> dict[str, float]:
+    """Throughput at 8 connections (and the server's CPU per request there), latency at 1."""
     load(port, "/v1/chat/completions", headers, 8, 1.0)  # warm up
+    cpu_before = cpu_seconds(server_pid)
     busy = load(port, "/v1/chat/completions", headers, 8, seconds)
+    cpu_per_request = (cpu_seconds(server_pid) - cpu_before) / max(1, busy.requests)
     single = load(port, "/v1/chat/completions", headers, 1, seconds)
     figures = {
         "rps": busy.rps,
@@ -85,9 +98,11 @@ def measure(name: str, port: int, headers: dict[str, str], seconds: float) -> di
         "p50_ms": single.percentile(50) * 1000,
         "p99_ms": single.percentile(99) * 1000,
         "busy_p99_ms": busy.percentile(99) * 1000,
+        "cpu_us": cpu_per_request * 1e6,
     }
     print(
-        f"{name:<8} {figures['rps']:8,.0f} req/s @8 conns (p99 {figures['busy_p99_ms']:.2f} ms)"
+        f"{name:<8} {figures['rps']:8,.0f} req/s @8 conns (p99 {figures['busy_p99_ms']:.2f} ms,"
+        f" {figures['cpu_us']:.0f} µs CPU/req in its process)"
         f" | @1 conn p50 {figures['p50_ms']:.3f} ms p99 {figures['p99_ms']:.3f} ms"
         f" | errors {figures['errors']:.0f}"
     )
@@ -140,9 +155,11 @@ def main() -> int:
             f"bench/gateway.py on {os.cpu_count()} cores; 1 gateway worker (SQLite), "
             f"simulator upstream; non-streaming chat, {args.seconds:.0f} s per figure"
         )
-        direct = measure("direct", sim_port, {}, args.seconds)
-        measure("bare", bare_port, {}, args.seconds)
-        gateway = measure("gateway", gw_port, {"Authorization": f"Bearer {key}"}, args.seconds)
+        direct = measure("direct", sim_port, {}, args.seconds, sim.pid)
+        measure("bare", bare_port, {}, args.seconds, bare.pid)
+        gateway = measure(
+            "gateway", gw_port, {"Authorization": f"Bearer {key}"}, args.seconds, gw.pid
+        )
         print(
             f"ratio    gateway/direct req/s = {gateway['rps'] / direct['rps']:.1%}; "
             f"added latency @1 conn p50 {gateway['p50_ms'] - direct['p50_ms']:.3f} ms, "
