@@ -262,7 +262,7 @@ def verify(
     """Check usage receipts against the chain alone; exit 1 if any check fails."""
     import sys
 
-    from apicredits.oracle.verify import verify_receipt
+    from apicredits.oracle.verify import ChainReader, verify_receipt
 
     try:
         text = sys.stdin.read() if receipt == "-" else Path(receipt).read_text("utf-8")
@@ -277,10 +277,11 @@ def verify(
         raise CliError(f"{receipt} holds no receipt objects")
     failed = 0
     with _chain(rpc, deployment) as (chain, d):
+        reader = ChainReader(chain, d)  # one registry replay and lookup per epoch for all
         for i, one in enumerate(receipts):
             if len(receipts) > 1:
                 typer.echo(f"receipt {i + 1}/{len(receipts)}:")
-            checks = verify_receipt(one, chain, d, gateway_meter=gateway_meter)
+            checks = verify_receipt(one, chain, d, gateway_meter=gateway_meter, reader=reader)
             for check in checks:
                 typer.echo(("  " if len(receipts) > 1 else "") + check.line())
             failed += sum(1 for check in checks if not check.ok)

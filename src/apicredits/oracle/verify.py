@@ -20,28 +20,36 @@ digest into that record's events root and the line into its lines root, checks t
 this event's tenant and provider, and that the treasury marks it executed with a matching
 ``LineExecuted`` log (in ``executed_tx`` when given). Each check is a ``Check``; a failed
 one says what differs.
+
+A ``ChainReader`` holds what the checks read from the chain for one run: verifying a usage
+export of thousands of receipts replays the registry history once and looks up each epoch's
+commitment and each line's execution once, not once per receipt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apicredits.chain import Chain, Deployment
 from apicredits.errors import ApicreditsError
 from apicredits.metering.events import Meter, SignedUsageEvent, UsageDomain, recover_signer
 from apicredits.oracle.merkle import process_proof
 from apicredits.oracle.messages import SettlementLine, usage_event_leaf
-from apicredits.oracle.records import committed_epoch
+from apicredits.oracle.records import CommittedEpoch, committed_epoch
 from apicredits.oracle.validation import (
     CHAIN_CLOCK_SKEW,
     STATUS_ACTIVE,
+    RegistryHistory,
     as_bytes,
     registry_history_from_chain,
 )
 
-__all__ = ["Check", "verify_receipt"]
+if TYPE_CHECKING:
+    from apicredits.chain import EventLog
+
+__all__ = ["ChainReader", "Check", "verify_receipt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,58 @@ class Check:
         if self.ok:
             return f"{self.name}: ok" + (f" ({self.detail})" if self.detail else "")
         return f"{self.name}: FAILED — {self.detail}"
+
+
+class ChainReader:
+    """The chain as one verification run sees it: the head read once, and every lookup the
+    checks make remembered, so receipts that share an epoch, a provider or a settlement line
+    cost one query between them."""
+
+    def __init__(self, chain: Chain, deployment: Deployment) -> None:
+        self.chain, self.deployment = chain, deployment
+        self.head = chain.block_number()
+        self._registry: RegistryHistory | None = None
+        self._epochs: dict[int, CommittedEpoch] = {}
+        self._executed: dict[bytes, bool] = {}
+        self._line_logs: dict[tuple[Any, ...], list[EventLog]] = {}
+
+    def registry(self) -> RegistryHistory:
+        if self._registry is None:
+            d = self.deployment
+            self._registry = registry_history_from_chain(
+                self.chain, d.address("provider_registry"), d.deploy_block
+            )
+        return self._registry
+
+    def epoch(self, epoch: int, hint_block: Any) -> CommittedEpoch:
+        if epoch not in self._epochs:
+            d = self.deployment
+            self._epochs[epoch] = committed_epoch(
+                self.chain, d.receipts, epoch, d.deploy_block, self.head, hint_block=hint_block
+            )
+        return self._epochs[epoch]
+
+    def executed(self, leaf: bytes) -> bool:
+        if leaf not in self._executed:
+            treasury = self.deployment.treasury
+            self._executed[leaf] = bool(
+                self.chain.call(treasury, "settlement_treasury", "executed", leaf)
+            )
+        return self._executed[leaf]
+
+    def line_logs(self, line: SettlementLine, block: Any) -> list[EventLog]:
+        """``LineExecuted`` logs of this line's epoch, tenant and provider (in ``block``
+        only, when the receipt names it)."""
+        lo = int(block) if type(block) is int else self.deployment.deploy_block
+        hi = int(block) if type(block) is int else self.head
+        key = (line.epoch, line.tenant.lower(), line.provider_id, lo, hi)
+        if key not in self._line_logs:
+            where = {"epoch": line.epoch, "tenant": line.tenant, "provider_id": line.provider_id}
+            self._line_logs[key] = self.chain.logs(
+                self.deployment.treasury, "settlement_treasury", "LineExecuted", lo, hi,
+                where=where,
+            )  # fmt: skip
+        return self._line_logs[key]
 
 
 def _h(data: bytes) -> str:
@@ -117,8 +177,12 @@ def verify_receipt(
     deployment: Deployment,
     *,
     gateway_meter: str | None = None,
+    reader: ChainReader | None = None,
 ) -> list[Check]:
-    """Every check, in order; later checks are skipped (and say so) when they cannot run."""
+    """Every check, in order; later checks are skipped (and say so) when they cannot run.
+    Pass one ``reader`` to every call of a run to share its chain lookups."""
+    if reader is None:
+        reader = ChainReader(chain, deployment)
     checks: list[Check] = []
     domain = UsageDomain(chain.chain_id, deployment.receipts)
     receipt = normalise(receipt)
@@ -154,9 +218,7 @@ def verify_receipt(
             else:
                 checks.append(Check("event signature", True, f"gateway meter {signer}"))
         else:
-            history = registry_history_from_chain(
-                chain, deployment.address("provider_registry"), deployment.deploy_block
-            )
+            history = reader.registry()
             at = event.timestamp + CHAIN_CLOCK_SKEW  # see validation.CHAIN_CLOCK_SKEW
             registered = history.signer_at(event.provider_id, at)
             status = history.status_at(event.provider_id, at)
@@ -176,14 +238,7 @@ def verify_receipt(
         why = f"receipt names no epoch ({epoch!r})" + (f"; state {state}" if state else "")
         checks.append(Check("epoch on chain", False, why))
         return checks
-    committed = committed_epoch(
-        chain,
-        deployment.receipts,
-        epoch,
-        deployment.deploy_block,
-        chain.block_number(),
-        hint_block=receipt.get("submit_block"),
-    )
+    committed = reader.epoch(epoch, receipt.get("submit_block"))
     if committed.record is None:
         checks.append(Check("epoch on chain", False, committed.problem or "no record"))
         return checks
@@ -246,17 +301,10 @@ def verify_receipt(
     checks.append(Check("line proof", ok, "line proven into the lines root" if ok else why))
 
     # 6. the line was executed exactly as proven
-    executed = bool(chain.call(deployment.treasury, "settlement_treasury", "executed", leaf))
-    if not executed:
+    if not reader.executed(leaf):
         checks.append(Check("line executed", False, "the treasury has not executed this line"))
         return checks
-    block = receipt.get("executed_block")
-    lo = int(block) if type(block) is int else deployment.deploy_block
-    hi = int(block) if type(block) is int else chain.block_number()
-    where = {"epoch": epoch, "tenant": line.tenant, "provider_id": line.provider_id}
-    logs = chain.logs(
-        deployment.treasury, "settlement_treasury", "LineExecuted", lo, hi, where=where
-    )
+    logs = reader.line_logs(line, receipt.get("executed_block"))
     tx = receipt.get("executed_tx")
     matching = [
         log for log in logs

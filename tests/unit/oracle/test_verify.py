@@ -30,7 +30,7 @@ from apicredits.oracle.epochs import receipt_document
 from apicredits.oracle.node import DatabaseSources, OracleNode
 from apicredits.oracle.records import VOID_FLAG, CommittedEpoch, EpochRecord, committed_epoch
 from apicredits.oracle.validation import registry_history_from_chain
-from apicredits.oracle.verify import verify_receipt
+from apicredits.oracle.verify import ChainReader, verify_receipt
 from oracle_support import (
     GATEWAY_METER,
     PROVIDER_ID,
@@ -245,6 +245,49 @@ async def test_verify_asks_for_the_epoch_s_logs_by_topic_in_bounded_chunks(
     head, start = s.chain.block_number(), s.d.deploy_block
     assert [(lo, hi) for t, _, lo, hi in asked if t == executed] == [
         (lo, min(lo + 1, head)) for lo in range(start, head + 1, 2)]  # fmt: skip
+
+
+@pytest.mark.anyio
+async def test_one_reader_reads_each_epoch_registry_and_line_once(
+    settled: Settled, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A usage export of many receipts: one registry replay, one epoch lookup, one
+    LineExecuted query per line, whatever the number of receipts."""
+    s = settled
+    receipts = [copy.deepcopy(r) for _ in range(5) for r in s.receipts]  # 1 epoch, 2 lines
+    for receipt in receipts:
+        for hint in ("submit_tx", "submit_block", "executed_tx", "executed_block"):
+            receipt.pop(hint)
+    asked: list[bytes] = []
+    calls: list[str] = []
+    query, call = s.chain._query_logs, s.chain.call
+
+    def spy_logs(address: str, topics: Any, indexed: Any, lo: int, hi: int) -> list[Any]:
+        asked.append(topics[0])
+        return query(address, topics, indexed, lo, hi)
+
+    def spy_call(address: str, artifact: str, function: str, *args: Any) -> Any:
+        calls.append(function)
+        return call(address, artifact, function, *args)
+
+    monkeypatch.setattr(s.chain, "_query_logs", spy_logs)
+    monkeypatch.setattr(s.chain, "call", spy_call)
+    reader = ChainReader(s.chain, s.d)
+    for receipt in receipts:
+        checks = verify_receipt(receipt, s.chain, s.d, gateway_meter=GATEWAY_METER.address,
+                                reader=reader)  # fmt: skip
+        assert [c.line() for c in checks if not c.ok] == []
+    registry = s.chain.interface("provider_registry")
+    replays = [t for t in asked if t in {registry.topic("ProviderRegistered")}]
+    submitted = s.chain.interface("usage_receipts").topic("EpochSubmitted")
+    executed = s.chain.interface("settlement_treasury").topic("LineExecuted")
+    provider_signed = [r for r in receipts if r["event"]["event"]["meter"] != "gateway"]
+    assert len(replays) == (1 if provider_signed else 0)
+    assert asked.count(submitted) == 1
+    lines = {(r["line"]["tenant"], r["line"]["provider_id"]) for r in receipts}
+    assert asked.count(executed) == len(lines) == 2
+    assert calls.count("commitment") == 1
+    assert calls.count("executed") == len(lines)
 
 
 # -- the epoch record: rebuilt from the EpochSubmitted log, held to the stored commitment
