@@ -6,7 +6,8 @@ with its reason and nothing is sent), and ``transact`` waits for the receipt.
 
 Providers cap ``eth_getLogs`` (block ranges of 2,000-10,000, results of about 10,000): a log
 query spans at most ``max_log_range`` blocks per call (``APICREDITS_CHAIN_LOG_RANGE``), and
-a call the node refuses as too large (``_range_refused``) is retried on half the range.
+a call the node refuses as too large (``_range_refused``, or HTTP 413) is retried on half
+the range.
 """
 
 from __future__ import annotations
@@ -273,8 +274,21 @@ class RpcChain(Chain):
             "fromBlock": from_block,
             "toBlock": to_block,
         }
+
+        def get_logs() -> Any:
+            try:
+                return self.w3.eth.get_logs(query)  # type: ignore[arg-type]
+            except requests.HTTPError as exc:
+                # Some gateways refuse an oversized query at the HTTP layer instead.
+                status = exc.response.status_code if exc.response is not None else None
+                text = exc.response.text[:200] if exc.response is not None else ""
+                if status == 413 or (status in (400, 422) and _RANGE_ERROR.search(text)):
+                    why = f"HTTP {status} {text}".strip()
+                    raise LogRangeTooLarge(from_block, to_block, why) from None
+                raise
+
         try:
-            found = self._rpc(lambda: self.w3.eth.get_logs(query))  # type: ignore[arg-type]
+            found = self._rpc(get_logs)
         except Web3RPCError as exc:
             found_error = (exc.rpc_response or {}).get("error")
             error: Mapping[str, Any] = (

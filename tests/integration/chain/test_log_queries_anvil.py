@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from eth_utils import keccak
 
 from apicredits.chain import ChainError, Deployment, connect, deploy
@@ -122,14 +123,21 @@ def get_logs(epochs: Epochs, monkeypatch: pytest.MonkeyPatch) -> Requests:
     return sent
 
 
-def refusing(epochs: Epochs, monkeypatch: pytest.MonkeyPatch, widest: int) -> list[int]:
+def refusing(
+    epochs: Epochs, monkeypatch: pytest.MonkeyPatch, widest: int, how: str = "json-rpc"
+) -> list[int]:
     """A provider in front of anvil that refuses eth_getLogs over more than ``widest`` blocks
-    the way Infura does; returns the widths asked for."""
+    the way Infura does (a JSON-RPC error), or with HTTP 413 as some gateways do; returns
+    the widths asked for."""
     asked: list[int] = []
 
     def limited(query: Query, forward: Callable[[], Any]) -> Any:
         asked.append(width(query))
         if width(query) > widest:
+            if how == "http-413":
+                response = requests.Response()
+                response.status_code, response._content = 413, b"Payload Too Large"
+                raise requests.HTTPError("413 Client Error", response=response)
             error = {"code": -32005, "message": "query returned more than 10000 results"}
             return {"jsonrpc": "2.0", "id": 1, "error": error}
         return forward()
@@ -192,14 +200,15 @@ def test_committed_epoch_looks_in_the_hinted_block_first(
     assert (voided.record, voided.voided) == (epochs.records[VOIDED], True)
 
 
+@pytest.mark.parametrize("how", ["json-rpc", "http-413"])
 def test_a_range_the_node_refuses_is_halved_until_it_answers(
-    epochs: Epochs, monkeypatch: pytest.MonkeyPatch
+    epochs: Epochs, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     chain, head = epochs.chain, epochs.chain.block_number()
     everything = chain.events(epochs.d.receipts, "usage_receipts",
                               ["EpochSubmitted", "EpochVoided"], epochs.start, head)  # fmt: skip
     assert len(everything) == len(EPOCHS) + 1
-    asked = refusing(epochs, monkeypatch, widest=2)
+    asked = refusing(epochs, monkeypatch, widest=2, how=how)
     monkeypatch.setattr(chain, "max_log_range", 8)
     again = chain.events(epochs.d.receipts, "usage_receipts", ["EpochSubmitted", "EpochVoided"],
                          epochs.start, head)  # fmt: skip
