@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -18,6 +23,9 @@ from apicredits.cli import (
 )
 from apicredits.errors import ApicreditsError
 from apicredits.logs import json_log_config
+
+if TYPE_CHECKING:
+    from apicredits.settings import Settings
 
 app = typer.Typer(
     help="apicredits: tokenised API credits for AI workloads.",
@@ -43,8 +51,6 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the gateway: control plane at /admin/v1 (docs at /docs)."""
-    import uvicorn
-
     from apicredits.db import Database, upgrade
     from apicredits.settings import Settings
 
@@ -68,6 +74,34 @@ def serve(
             await db.aclose()
 
     asyncio.run(migrate())  # once here, so workers start on the newest schema
+    with shared_metrics(settings.data_dir, workers):
+        _run_uvicorn(settings, host, port, workers, proxy_headers)
+
+
+@contextlib.contextmanager
+def shared_metrics(data_dir: Path, workers: int) -> Iterator[None]:
+    """With several workers, a fresh directory for their shared Prometheus metrics (see
+    ``apicredits.gateway.metrics``), removed when the server stops; one given in
+    ``PROMETHEUS_MULTIPROC_DIR`` is used as it is."""
+    from apicredits.gateway.metrics import MULTIPROCESS_ENV
+
+    if workers == 1 or os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="metrics-", dir=data_dir)
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run_uvicorn(
+    settings: Settings, host: str | None, port: int | None, workers: int, proxy_headers: bool
+) -> None:
+    import uvicorn
+
     uvicorn.run(
         "apicredits.gateway.app:create_app",
         factory=True,

@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 task.cancel()
             await asyncio.gather(*sweepers, return_exceptions=True)
             await proxy.stop()
+            proxy.metrics.close()
             if runtime is None:
                 await rt.close()
 

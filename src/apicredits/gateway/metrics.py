@@ -1,13 +1,30 @@
-"""Prometheus metrics of one gateway process (served at ``/metrics``).
+"""Prometheus metrics of the gateway (served at ``/metrics``), labelled with nothing that
+grows without bound (no tenant or request ids).
 
-Each worker keeps its own registry; scrape every worker (or put them behind a
-service-discovery target per process) — the values are per-process, labelled with nothing
-that grows without bound (no tenant or request ids).
+One worker keeps its values in memory. Under ``apicredits serve --workers N`` (N > 1) every
+worker writes them to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's
+multiprocess mode; ``serve`` makes a fresh directory per run) and ``/metrics``, whichever
+worker answers, adds up all of them: a scrape sees the whole server, not one worker. The
+``open_locks`` gauge sums live workers only; a worker that exits cleanly removes its share,
+one that is killed leaves its last value until the next ``serve`` (its locks expire).
+Multiprocess mode costs a locked file write per update, so a single worker does without.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    """Whether this process shares its metrics with sibling workers (read at import time by
+    prometheus-client, so ``serve`` sets the variable before it starts any worker)."""
+    return bool(os.environ.get(MULTIPROCESS_ENV))
+
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -74,7 +91,10 @@ class Metrics:
             registry=r,
         )
         self.open_locks = Gauge(
-            "apicredits_open_locks", "locks held by in-flight calls", registry=r
+            "apicredits_open_locks",
+            "locks held by in-flight calls",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.rate_limited = Counter(
             "apicredits_rate_limit_rejections",
@@ -99,4 +119,13 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        if multiprocess():
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
         return generate_latest(self.registry)
+
+    def close(self) -> None:
+        """This worker is leaving: drop its share of the live gauges."""
+        if multiprocess():
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

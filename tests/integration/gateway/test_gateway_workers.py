@@ -159,3 +159,42 @@ def test_a_killed_workers_locks_expire_and_are_refunded(
             assert any(t["kind"] == "expire" for t in history)
     finally:
         stop(proc)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample line (``name`` with its labels, as exposed) in a scrape."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in the scrape")
+
+
+def test_metrics_add_up_every_worker_whichever_answers(
+    tmp_path: Path, sim: str, postgres_url: str, redis_url: str
+) -> None:
+    env = {
+        "APICREDITS_DATABASE_URL": postgres_url,
+        "APICREDITS_REDIS_URL": redis_url,
+        "APICREDITS_SIM_URL": sim,
+    }
+    proc, url = start_gateway(tmp_path, 3, env)
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer t"}) as admin:
+            _, key = tenant(admin, 10_000_000)
+        statuses = asyncio.run(fire(url, key, 60))
+        assert statuses == [200] * 60
+        # Each scrape opens a new connection, so the three workers take turns answering.
+        scrapes = [httpx.get(f"{url}/metrics").text for _ in range(12)]
+        served = {metric(s, 'apicredits_requests_total{route="openai.chat",status="200"}')
+                  for s in scrapes}  # fmt: skip
+        assert served == {60.0}
+        assert {metric(s, "apicredits_open_locks") for s in scrapes} == {0.0}
+        consumed = {metric(s, "apicredits_credits_consumed_micro_total") for s in scrapes}
+        assert len(consumed) == 1
+        assert consumed.pop() > 0
+        directory = [p for p in tmp_path.iterdir() if p.name.startswith("metrics-")]
+        assert len(directory) == 1
+        assert any(directory[0].iterdir())
+    finally:
+        stop(proc)
+    assert not any(p.name.startswith("metrics-") for p in tmp_path.iterdir())
