@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 from apicredits.auth.authenticator import CapabilityAuthenticator
 from apicredits.auth.authority import CapabilityAuthority
 from apicredits.auth.issuer import TokenIssuer
+from apicredits.auth.store import QUOTE_RING, KeyRingStore
 from apicredits.db import Database, upgrade
 from apicredits.ledger import Ledger
 from apicredits.limits import RateLimiter, create_rate_limiter
 from apicredits.settings import Settings
-from apicredits.tariffs import QuoteSigner, default_tariff, load_or_create_signing_key
+from apicredits.tariffs import QuoteSigner, default_tariff
 from apicredits.tariffs.store import TariffStore
 from apicredits.tenants import Directory
 from apicredits.tenants.services import Services
@@ -68,6 +69,12 @@ class Runtime:
                 chain = await open_chain(settings, ledger)
             authority = CapabilityAuthority(db, settings)
             await authority.start()
+            # Quotes are signed with a key from the database, so a quote priced by one replica
+            # locks on any other.
+            quote_keys = KeyRingStore(
+                db, overlap_seconds=settings.signing_key_overlap_seconds, ring_id=QUOTE_RING
+            )
+            _, quote_ring = await quote_keys.load_or_create()
         except BaseException:
             if chain is not None:
                 chain.close()
@@ -86,9 +93,7 @@ class Runtime:
             ledger=ledger,
             directory=directory,
             tariffs=tariffs,
-            quote_signer=QuoteSigner(
-                load_or_create_signing_key(settings.data_dir / "quote-signing-key.pem")
-            ),
+            quote_signer=QuoteSigner(quote_ring.current.private_key),
             limiter=create_rate_limiter(settings.redis_url, prefix=settings.redis_prefix),
             authority=authority,
             authenticator=authenticator,

@@ -22,29 +22,36 @@ from apicredits.db.engine import Database
 from apicredits.db.schema import auth_keyring, revocations
 from apicredits.errors import InvalidInput
 
-__all__ = ["DatabaseRevocationStore", "KeyRingStore"]
+__all__ = ["QUOTE_RING", "TOKEN_RING", "DatabaseRevocationStore", "KeyRingStore"]
+
+
+TOKEN_RING = 1  # signs capability tokens (JWKS at /.well-known/jwks.json)
+QUOTE_RING = 2  # signs price quotes (GET /admin/v1/quote-keys)
 
 
 class KeyRingStore:
-    """The gateway's token signing keys, shared through the database."""
+    """A ring of signing keys shared through the database by every worker and replica: one
+    row of ``auth_keyring`` per purpose (``TOKEN_RING``, ``QUOTE_RING``), so a key signs one
+    kind of document only."""
 
-    def __init__(self, db: Database, *, overlap_seconds: int) -> None:
+    def __init__(self, db: Database, *, overlap_seconds: int, ring_id: int = TOKEN_RING) -> None:
         self.db = db
         self.overlap_seconds = overlap_seconds
+        self.ring_id = ring_id
 
     async def version(self) -> int:
-        stmt = select(auth_keyring.c.version).where(auth_keyring.c.id == 1)
+        stmt = select(auth_keyring.c.version).where(auth_keyring.c.id == self.ring_id)
         row = await self.db.read(lambda c: c.execute(stmt).first())
         return 0 if row is None else int(row.version)
 
     async def load_or_create(self) -> tuple[int, KeyRing]:
         def work(c: Connection) -> tuple[int, KeyRing]:
-            row = c.execute(select(auth_keyring).where(auth_keyring.c.id == 1)).first()
+            row = c.execute(select(auth_keyring).where(auth_keyring.c.id == self.ring_id)).first()
             if row is not None:
                 return int(row.version), KeyRing.from_document(json.loads(row.document))
             ring = KeyRing.create(int(time.time()), self.overlap_seconds)
             document = json.dumps(ring.to_document())
-            c.execute(insert(auth_keyring).values(id=1, version=1, document=document))
+            c.execute(insert(auth_keyring).values(id=self.ring_id, version=1, document=document))
             return 1, ring
 
         try:
@@ -56,7 +63,7 @@ class KeyRingStore:
             return version, ring
 
     async def _read(self) -> tuple[int, KeyRing | None]:
-        stmt = select(auth_keyring).where(auth_keyring.c.id == 1)
+        stmt = select(auth_keyring).where(auth_keyring.c.id == self.ring_id)
         row = await self.db.read(lambda c: c.execute(stmt).first())
         if row is None:
             return 0, None
@@ -66,14 +73,14 @@ class KeyRingStore:
         """A fresh current key; the old one keeps verifying for the overlap window."""
 
         def work(c: Connection) -> tuple[int, KeyRing]:
-            row = c.execute(select(auth_keyring).where(auth_keyring.c.id == 1)).first()
+            row = c.execute(select(auth_keyring).where(auth_keyring.c.id == self.ring_id)).first()
             if row is None:
                 raise InvalidInput("no signing keys yet: start the gateway once first")
             ring = KeyRing.from_document(json.loads(row.document)).rotate(now)
             version = int(row.version) + 1
             stmt = (
                 update(auth_keyring)
-                .where(auth_keyring.c.id == 1, auth_keyring.c.version == row.version)
+                .where(auth_keyring.c.id == self.ring_id, auth_keyring.c.version == row.version)
                 .values(version=version, document=json.dumps(ring.to_document()))
             )
             if c.execute(stmt).rowcount != 1:

@@ -22,7 +22,6 @@ from apicredits.tariffs.quotes import (
     build_quote,
     canonical_json,
     key_id_of,
-    load_or_create_signing_key,
     verify_quote,
 )
 from apicredits.tariffs.ratecard import Rate, TariffBook, TariffVersion, parse_tariff_toml
@@ -43,7 +42,6 @@ __all__ = [
     "cost_micro",
     "default_tariff",
     "key_id_of",
-    "load_or_create_signing_key",
     "parse_tariff_toml",
     "verify_quote",
     "worst_case_micro",

@@ -17,23 +17,18 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
     PublicFormat,
-    load_pem_private_key,
 )
 
 from apicredits.errors import ApicreditsError, InvalidInput, QuoteInvalid
 from apicredits.money import MAX_MICRO
-from apicredits.secret_files import write_secret
 from apicredits.tariffs.pricing import worst_case_micro
 from apicredits.tariffs.ratecard import TariffBook, require_name
 from apicredits.tariffs.units import Unit, require_count, require_usage
@@ -198,31 +193,6 @@ def key_id_of(public_key: Ed25519PublicKey) -> str:
     """First 16 hex digits of the SHA-256 of the raw 32-byte public key."""
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
-    """The Ed25519 key in PEM at ``path``, created (mode 0600, parents too) if missing."""
-    path = Path(path)
-    try:
-        return _load_signing_key(path)
-    except FileNotFoundError:
-        pass
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    if not write_secret(path, pem, replace=False):
-        return _load_signing_key(path)  # another process created it meanwhile
-    return key
-
-
-def _load_signing_key(path: Path) -> Ed25519PrivateKey:
-    pem = path.read_bytes()
-    try:
-        key = load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        key = None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InvalidInput(f"{path} does not hold an unencrypted Ed25519 private key in PEM")
-    return key
 
 
 class QuoteSigner:

@@ -198,3 +198,42 @@ def test_metrics_add_up_every_worker_whichever_answers(
     finally:
         stop(proc)
     assert not any(p.name.startswith("metrics-") for p in tmp_path.iterdir())
+
+
+def test_a_quote_priced_by_one_replica_locks_on_another(
+    tmp_path: Path, sim: str, postgres_url: str, redis_url: str
+) -> None:
+    """Two replicas (own data directories, one database): the quote signing key is the
+    database's, so either one honours the other's quotes."""
+    env = {
+        "APICREDITS_DATABASE_URL": postgres_url,
+        "APICREDITS_REDIS_URL": redis_url,
+        "APICREDITS_SIM_URL": sim,
+    }
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, url_a = start_gateway(tmp_path / "a", 1, env)
+    try:
+        b, url_b = start_gateway(tmp_path / "b", 1, env)
+        try:
+            admin = {"Authorization": "Bearer t"}
+            keys_a = httpx.get(f"{url_a}/admin/v1/quote-keys", headers=admin).json()["keys"]
+            keys_b = httpx.get(f"{url_b}/admin/v1/quote-keys", headers=admin).json()["keys"]
+            assert keys_a == keys_b
+            assert len(keys_a) == 1
+            with httpx.Client(base_url=url_a, headers=admin) as client:
+                _, key = tenant(client, 10_000_000)
+            auth = {"authorization": f"Bearer {key}"}
+            calls = [{"model": "sim-gpt", "input_tokens": 100, "max_output_tokens": 40}]
+            quote = httpx.post(f"{url_a}/v1/jobs/quote", json={"calls": calls}, headers=auth)
+            assert quote.status_code == 200, quote.text
+            lock = httpx.post(f"{url_b}/v1/jobs/lock", json={"quote": quote.json()}, headers=auth)
+            assert lock.status_code == 201, lock.text
+            assert lock.json()["locked_micro"] == quote.json()["quote"]["total_micro"]
+            jwks = httpx.get(f"{url_a}/.well-known/jwks.json").json()["keys"]
+            # Purpose-bound keys: the token signing keys never sign quotes.
+            assert {k["x"] for k in jwks}.isdisjoint({k["public_key"] for k in keys_a})
+        finally:
+            stop(b)
+    finally:
+        stop(a)

@@ -4,18 +4,12 @@ import base64
 import copy
 import hashlib
 import json
-import os
-import stat
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
-    NoEncryption,
-    PrivateFormat,
     PublicFormat,
 )
 from hypothesis import assume, given
@@ -35,7 +29,6 @@ from apicredits.tariffs import (
     canonical_json,
     default_tariff,
     key_id_of,
-    load_or_create_signing_key,
     verify_quote,
 )
 
@@ -335,46 +328,3 @@ def test_any_field_replaced_with_garbage_raises_quote_invalid_only(
     parent[path[-1]] = garbage
     with pytest.raises(QuoteInvalid):
         verify_quote(document, KEYS, now=NOW)
-
-
-# --- signing keys ---------------------------------------------------------------------------
-
-
-def test_signing_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
-    path = tmp_path / "a" / "b" / "quote-key.pem"
-    key = load_or_create_signing_key(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    again = load_or_create_signing_key(path)
-    assert QuoteSigner(again).key_id == QuoteSigner(key).key_id
-    assert sorted(os.listdir(path.parent)) == ["quote-key.pem"]  # no temporary left
-
-
-def test_signing_key_created_concurrently_is_not_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "key.pem"
-    winner = Ed25519PrivateKey.generate()
-    real_link = os.link
-
-    def racing_link(source: Path, destination: Path) -> None:
-        destination.write_bytes(
-            winner.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        )
-        real_link(source, destination)
-
-    monkeypatch.setattr(os, "link", racing_link)
-    loaded = load_or_create_signing_key(path)
-    assert key_id_of(loaded.public_key()) == key_id_of(winner.public_key())
-    assert os.listdir(tmp_path) == ["key.pem"]
-
-
-def test_signing_key_file_must_hold_an_ed25519_key(tmp_path: Path) -> None:
-    path = tmp_path / "key.pem"
-    path.write_bytes(b"not a key")
-    with pytest.raises(InvalidInput, match="Ed25519 private key"):
-        load_or_create_signing_key(path)
-    other = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(other.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    with pytest.raises(InvalidInput, match="Ed25519 private key"):
-        load_or_create_signing_key(path)
