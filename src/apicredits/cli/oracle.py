@@ -258,9 +258,15 @@ def verify(
     ] = None,
     deployment: DeploymentFile = None,
     gateway_meter: GatewayMeter = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="print the checks of every receipt")
+    ] = False,
 ) -> None:
-    """Check usage receipts against the chain alone; exit 1 if any check fails."""
+    """Check usage receipts against the chain alone; exit 1 if any check fails. Of a usage
+    export (many receipts) only the failing receipts are printed, then a summary."""
     import sys
+
+    from rich.progress import Progress
 
     from apicredits.oracle.verify import ChainReader, verify_receipt
 
@@ -275,17 +281,29 @@ def verify(
         receipts = doc if isinstance(doc, list) else [doc]
     if not receipts or not all(isinstance(one, dict) for one in receipts):
         raise CliError(f"{receipt} holds no receipt objects")
-    failed = 0
-    with _chain(rpc, deployment) as (chain, d):
+    many = len(receipts) > 1
+    failed_checks = failed_receipts = 0
+    with _chain(rpc, deployment) as (chain, d), Progress(transient=True, disable=not many) as bar:
         reader = ChainReader(chain, d)  # one registry replay and lookup per epoch for all
+        task = bar.add_task("verifying receipts", total=len(receipts))
         for i, one in enumerate(receipts):
-            if len(receipts) > 1:
-                typer.echo(f"receipt {i + 1}/{len(receipts)}:")
             checks = verify_receipt(one, chain, d, gateway_meter=gateway_meter, reader=reader)
-            for check in checks:
-                typer.echo(("  " if len(receipts) > 1 else "") + check.line())
-            failed += sum(1 for check in checks if not check.ok)
-    if failed:
-        typer.echo(f"FAILED: {failed} check(s)", err=True)
+            failures = sum(1 for check in checks if not check.ok)
+            failed_checks += failures
+            failed_receipts += bool(failures)
+            if not many:
+                for check in checks:
+                    typer.echo(check.line())
+            elif failures or verbose:
+                # Progress redirects stdout: these lines print above the bar, unwrapped.
+                typer.echo(f"receipt {i + 1}/{len(receipts)}:")
+                for check in checks:
+                    typer.echo("  " + check.line())
+            bar.advance(task)
+    if many:
+        typer.echo(f"{len(receipts)} receipts: {len(receipts) - failed_receipts} passed, "
+                   f"{failed_receipts} failed")  # fmt: skip
+    if failed_checks:
+        typer.echo(f"FAILED: {failed_checks} check(s)", err=True)
         raise typer.Exit(1)
     typer.echo("all checks passed")

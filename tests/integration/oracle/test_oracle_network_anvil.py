@@ -232,7 +232,7 @@ def test_the_oracle_network_settles_through_byzantine_forged_and_dead_nodes(
     good_file = net.tmp / "receipt.json"
     good_file.write_text(json.dumps(docs))
     meter = ["--gateway-meter", GATEWAY_METER.address]
-    ok = net.cli("verify", str(good_file), *net.chain_args(), *meter)
+    ok = net.cli("verify", str(good_file), *net.chain_args(), *meter, "--verbose")
     assert "merkle proof: ok" in ok.stdout
     assert "all checks passed" in ok.stdout
     tampered = copy.deepcopy(doc)
@@ -248,6 +248,14 @@ def test_the_oracle_network_settles_through_byzantine_forged_and_dead_nodes(
     bad = net.cli("verify", str(bad_file), *net.chain_args(), *meter, check=False)
     assert bad.returncode == 1
     assert f"receipt events_root 0x{'22' * 32} != committed on chain" in bad.stdout
+    # An export of many receipts prints only the failing ones, then a summary.
+    bad_file.write_text(json.dumps([*docs, tampered]))
+    mixed = net.cli("verify", str(bad_file), *net.chain_args(), *meter, check=False)
+    assert mixed.returncode == 1
+    total = len(docs) + 1
+    assert f"{total} receipts: {len(docs)} passed, 1 failed" in mixed.stdout
+    assert f"receipt {total}/{total}:" in mixed.stdout
+    assert "receipt 1/" not in mixed.stdout
 
     # Epoch 2: the byzantine node comes back honest, node 0 dies; two remain, t = 2.
     net.stop_node(2)
