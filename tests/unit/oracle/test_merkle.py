@@ -269,3 +269,18 @@ def test_native_functions_refuse_ragged_buffers() -> None:
         native.make_tree(b"")
     with pytest.raises(TypeError):
         native.keccak256("not bytes")  # type: ignore[arg-type]
+
+
+@needs_native
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 12), st.randoms(use_true_random=False))
+def test_native_leaf_hashes_of_any_width(width: int, count: int, rnd: Any) -> None:
+    assert native is not None
+    records = rnd.randbytes(width * count)
+    keccak = merkle._stateless_keccak()
+    expected = b"".join(
+        keccak(keccak(records[i : i + width])) for i in range(0, len(records), width)
+    )
+    assert native.leaf_hashes(records, width) == expected
+    assert native.leaf_hashes(bytearray(records), width) == expected
+    assert native.leaf_hashes(memoryview(records), width) == expected
