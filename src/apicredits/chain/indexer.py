@@ -16,6 +16,9 @@
   event the other is reversing: run one (``apicredits.chain.election`` elects it). The
   ``chain:`` prefix (and a JSON memo with ``"source": "chain"``) marks on-chain credits;
   admin top-ups are ``deposit:...`` with ``"source": "admin"``.
+- A reorged deposit the tenant had already spent is reversed as far as the tenant's credits
+  go; the rest becomes a debt recovered from the tenant's next deposits
+  (``apicredits.chain.debts``).
 - Events count only under ``confirmations`` blocks. The cursor (last block and its hash)
   is durable; when the hash at the cursor changes, the indexer walks its applied events
   back to the newest block still on the chain, reverses each orphaned one with a new
@@ -41,10 +44,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from apicredits.chain.base import Chain, EventLog
+from apicredits.chain.debts import Credited, recover_debts, reverse_what_is_left
 from apicredits.chain.deployment import Deployment
 from apicredits.chain.wallets import tenants_of
 from apicredits.db.schema import chain_cursors, chain_events, tenant_wallets
-from apicredits.errors import ApicreditsError
+from apicredits.errors import ApicreditsError, IdempotencyConflict, InsufficientCredits
 from apicredits.ledger import WORLD_ACCOUNT, Command, Deposit, Ledger, Move, tenant_account
 
 log = logging.getLogger(__name__)
@@ -172,10 +176,15 @@ class Indexer:
 
     async def _execute(self, pending: list[tuple[dict[str, Any], Command]]) -> None:
         results = await self.ledger.execute_many([c for _, c in pending]) if pending else []
-        for (row, _), result in zip(pending, results, strict=True):
+        credited: list[Credited] = []
+        for (row, command), result in zip(pending, results, strict=True):
             if isinstance(result, ApicreditsError):
                 row.update(status="refused", reason=result.message)
                 log.error("chain event %s not applied: %s", row["transfer_id"], result.message)
+            elif isinstance(command, Deposit):
+                tenant = str(row.get("owner") or row["tenant_id"])
+                credited.append((tenant, command.id, command.amount))
+        await recover_debts(self.ledger, self.db, credited)  # what reorgs left owed, if any
 
     # -- wallets linked after their events
     def _claims(self, conn: Connection, addresses: set[str] | None = None) -> list[Any]:
@@ -305,7 +314,11 @@ class Indexer:
         for command, result in zip(
             reversals, await self.ledger.execute_many(reversals), strict=True
         ):
-            if isinstance(result, ApicreditsError):  # e.g. the credits were spent meanwhile
+            spent = isinstance(result, InsufficientCredits | IdempotencyConflict)
+            if spent and isinstance(command, Move):  # (a conflict: a partial one, replayed)
+                tenant = command.debit_account_id.removeprefix("tenant:")
+                await reverse_what_is_left(self.ledger, self.db, command, tenant)
+            elif isinstance(result, ApicreditsError):
                 log.error("reorg reversal %s failed: %s", command.id, result.message)
 
         def record(conn: Connection) -> None:

@@ -148,8 +148,10 @@ def deposit(
 def balance(tenant_id: str) -> None:
     doc = call("GET", f"/tenants/{tenant_id}/balance")
     if not State.as_json:
-        for k in ("available_micro", "locked_micro", "spent_micro", "deposited_micro"):
-            doc[k.replace("_micro", "_credits")] = format_micro(doc[k])
+        for k in ("available_micro", "locked_micro", "spent_micro", "deposited_micro",
+                  "chain_debt_micro"):  # fmt: skip
+            if k in doc:
+                doc[k.replace("_micro", "_credits")] = format_micro(doc[k])
     show(doc)
 
 

@@ -286,6 +286,30 @@ chain_events = Table(
     Index("ix_chain_events_tx", "chain_id", "tx_hash", "log_index"),
 )
 
+# What a tenant still owes after a reorg removed a deposit it had already spent: the indexer
+# reversed what was left and recovers the rest from the tenant's next on-chain deposits.
+chain_debts = Table(
+    "chain_debts",
+    metadata,
+    Column("id", String(170), primary_key=True),  # chain-debt:<the reversed transfer id>
+    Column("tenant_id", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # micro-credits owed after the reversal
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_chain_debts_tenant", "tenant_id"),
+)
+
+# Each recovery: a ledger Move (tenant -> world) with this transfer id, written here before
+# the Move runs, so a replay after a crash repeats the same Move and never collects twice.
+chain_debt_repayments = Table(
+    "chain_debt_repayments",
+    metadata,
+    Column("transfer_id", String(160), primary_key=True),  # <deposit transfer id>:repay:<n>
+    Column("debt_id", String(170), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_chain_debt_repayments_debt", "debt_id"),
+)
+
 # -- verifiable usage (metering events, oracle epochs)
 
 # One signed UsageEvent per usage record (signed by the gateway's metering key) or per

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Depends, Query, Request
 
+from apicredits.chain.debts import outstanding
 from apicredits.errors import InvalidInput, Unauthorized
 from apicredits.gateway import schemas
 from apicredits.gateway.signin import session_tenant
@@ -179,12 +180,15 @@ async def deposit(tenant_id: str, body: schemas.DepositCreate, rt: RT) -> dict[s
 async def balance(tenant_id: str, rt: RT) -> dict[str, Any]:
     tenant = await rt.directory.tenant(tenant_id)
     b = await rt.ledger.balance(tenant.account_id)
+    debts = await rt.db.read(lambda c: outstanding(c, [tenant.id]))
     return {
         "tenant_id": tenant.id,
         "available_micro": b.available_micro,
         "locked_micro": b.locked_micro,
         "spent_micro": b.spent_micro,
         "deposited_micro": b.deposited_micro,
+        # owed after a reorg took back a deposit already spent; the next deposits repay it
+        "chain_debt_micro": sum(owed for _, owed in debts.get(tenant.id, [])),
     }
 
 

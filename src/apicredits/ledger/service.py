@@ -31,7 +31,13 @@ from apicredits.ledger.model import (
     TransferKind,
 )
 from apicredits.ledger.rules import Result
-from apicredits.ledger.store import due_locks, ensure_account, get_account, list_transfers
+from apicredits.ledger.store import (
+    due_locks,
+    ensure_account,
+    get_account,
+    get_transfer,
+    list_transfers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,10 @@ class Ledger:
         account = await self.account(account_id)
         spent = await self.db.read(functools.partial(_spent, account_id=account_id))
         return Balance(account.available, account.locked, spent, account.credits_posted)
+
+    async def transfer(self, transfer_id: str) -> Transfer | None:
+        """The transfer with this id, if one was recorded."""
+        return await self.db.read(functools.partial(get_transfer, transfer_id=transfer_id))
 
     async def history(
         self, account_id: str, *, limit: int = 100, after_seq: int = 0

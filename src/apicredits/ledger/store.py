@@ -288,6 +288,11 @@ def get_account(conn: Connection, account_id: str) -> Account | None:
     return _account(rows[0]) if rows else None
 
 
+def get_transfer(conn: Connection, transfer_id: str) -> Transfer | None:
+    found = _transfers(Sql(conn), "id = :id", {"id": transfer_id})
+    return found[0] if found else None
+
+
 def list_transfers(
     conn: Connection, account_id: str, *, limit: int, after_seq: int = 0
 ) -> list[Transfer]:

@@ -11,6 +11,7 @@ import pytest
 from apicredits.chain import Chain, ChainUnavailable
 from apicredits.chain.embedded import EmbeddedChain
 from apicredits.chain.rpc import RpcChain
+from apicredits.ledger import PLATFORM_REVENUE_ACCOUNT
 from chain_support import books, deployed, indexer, pay_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -59,6 +60,32 @@ async def test_an_anvil_reorg_reverses_a_counted_deposit(anvil_url: str, tmp_pat
             report = await idx.sync()
             assert report.reversed == 1
             assert await b.available() == 100
+    finally:
+        chain.close()
+
+
+async def test_an_anvil_reorg_of_a_spent_deposit_leaves_a_debt_the_next_one_repays(
+    anvil_url: str, tmp_path: Path
+) -> None:
+    chain = RpcChain(anvil_url)
+    try:
+        d = deployed(chain)
+        async with books(tmp_path, chain.accounts[3]) as b:
+            idx = indexer(chain, b, d)
+            pay_in(chain, d, b.wallet, 100)
+            await idx.sync()
+            snapshot = chain.snapshot()
+            pay_in(chain, d, b.wallet, 40)
+            await idx.sync()
+            await b.ledger.move("spend", b.account, PLATFORM_REVENUE_ACCOUNT, 130)
+            chain.revert(snapshot)
+            chain.time_travel(3)
+            chain.mine(2)
+            assert (await idx.sync()).reversed == 1
+            assert await b.available() == 0  # 10 taken back, 30 owed
+            pay_in(chain, d, b.wallet, 50)
+            await idx.sync()
+            assert await b.available() == 20
     finally:
         chain.close()
 

@@ -69,6 +69,7 @@ def test_tenant_deposit_and_balance(client: TestClient, tenant: str) -> None:
         "locked_micro": 0,
         "spent_micro": 0,
         "deposited_micro": 1_000_000,
+        "chain_debt_micro": 0,
     }
     history = client.get(f"/admin/v1/tenants/{tenant}/ledger").json()["transfers"]
     assert [t["kind"] for t in history] == ["deposit"]
@@ -184,6 +185,7 @@ def test_lock_consume_refund_over_http(client: TestClient, tenant: str) -> None:
         "locked_micro": 0,
         "spent_micro": 100_000,
         "deposited_micro": 1_000_000,
+        "chain_debt_micro": 0,
     }
 
 
