@@ -455,7 +455,8 @@ async def test_cut_stream_stops_after_k_words(path: str, body: dict[str, Any], h
 
 
 def strip_ids(data: str) -> object:
-    """A chunk without its per-response id and finishReason, to compare cut with full."""
+    """A chunk without its per-response id and creation time (two requests may straddle a
+    second), to compare cut with full."""
     parsed = json.loads(data)
     text = json.dumps(parsed)
     for key in ("chatcmpl-", "resp_", "msg_"):
@@ -463,9 +464,14 @@ def strip_ids(data: str) -> object:
             start = text.index(key)
             end = text.index('"', start)
             text = text[:start] + text[end:]
-    value = json.loads(text)
-    if "responseId" in value:
-        del value["responseId"]
+    return _without(json.loads(text), {"responseId", "created", "created_at"})
+
+
+def _without(value: object, keys: set[str]) -> object:
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
     return value
 
 
