@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -124,8 +126,15 @@ def worker_pids(parent: int) -> list[int]:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then (if it has not stopped within 30 s, as on a loaded CI machine) SIGKILL
+    for it and its workers, and reap it: no process outlives the test."""
     proc.terminate()
     try:
-        proc.wait(20)
+        proc.wait(30)
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            for pid in worker_pids(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         proc.kill()
+        proc.wait()

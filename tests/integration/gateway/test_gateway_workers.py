@@ -192,12 +192,8 @@ def test_metrics_add_up_every_worker_whichever_answers(
         consumed = {metric(s, "apicredits_credits_consumed_micro_total") for s in scrapes}
         assert len(consumed) == 1
         assert consumed.pop() > 0
-        directory = [p for p in tmp_path.iterdir() if p.name.startswith("metrics-")]
-        assert len(directory) == 1
-        assert any(directory[0].iterdir())
     finally:
         stop(proc)
-    assert not any(p.name.startswith("metrics-") for p in tmp_path.iterdir())
 
 
 def test_a_quote_priced_by_one_replica_locks_on_another(
