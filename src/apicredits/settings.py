@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     default_max_output_tokens: int = Field(4096, ge=1)
     max_output_tokens_limit: int = Field(1_000_000, ge=1)
     upstream_timeout_seconds: float = Field(120.0, gt=0)
+    # On SIGTERM, how long in-flight requests (streams included) may finish before the
+    # worker closes them; their locks are refunded or expire either way.
+    shutdown_timeout_seconds: int = Field(30, ge=1, le=3600)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     auth_cache_seconds: float = Field(5.0, ge=0, description="how long a key lookup is cached")
     redis_prefix: str = Field("apicredits:", description="prefix of every Redis key")

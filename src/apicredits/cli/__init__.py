@@ -115,6 +115,7 @@ def _run_uvicorn(
         # X-Forwarded-* only when asked: behind a proxy, set APICREDITS_PUBLIC_URL too (DPoP).
         proxy_headers=proxy_headers,
         server_header=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
 
 

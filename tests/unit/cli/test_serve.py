@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +45,20 @@ def test_a_directory_given_by_the_operator_is_used_as_it_is(
         assert os.environ[MULTIPROCESS_ENV] == str(theirs)
     assert theirs.is_dir()
     assert os.environ[MULTIPROCESS_ENV] == str(theirs)
+
+
+def test_serve_bounds_the_graceful_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    from apicredits.cli import _run_uvicorn
+    from apicredits.settings import Settings
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    _run_uvicorn(Settings(data_dir=tmp_path, shutdown_timeout_seconds=7), None, None, 2, False)
+    assert seen["timeout_graceful_shutdown"] == 7
+    assert seen["workers"] == 2
+    with pytest.raises(ValueError, match="shutdown_timeout_seconds"):
+        Settings(data_dir=tmp_path, shutdown_timeout_seconds=0)
