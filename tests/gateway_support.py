@@ -102,6 +102,7 @@ def start_gateway(
             "APICREDITS_DATA_DIR": str(tmp_path),
             "APICREDITS_ADMIN_TOKEN": "t",
             "APICREDITS_LOG_LEVEL": "WARNING",
+            "APICREDITS_SHUTDOWN_TIMEOUT_SECONDS": "10",  # well inside stop()'s 30 s
             **env,
         },
         stderr=subprocess.DEVNULL,
