@@ -298,7 +298,8 @@ class Indexer:
         log.warning("chain %d reorg below block %d: reversing %d events",
                     self.chain_id, cursor.block_number, len(orphaned))  # fmt: skip
         reversals: list[Command] = []
-        for r in (r for r in orphaned if r.status == "applied"):
+        applied = [r for r in orphaned if r.status == "applied"]
+        for r in applied:
             rid, account, amount = (
                 f"chain-reorg:{r.transfer_id}",
                 tenant_account(r.tenant_id),
@@ -311,13 +312,11 @@ class Indexer:
                 reversals.append(Move(rid, account, WORLD_ACCOUNT, amount, memo=memo))
             else:
                 reversals.append(Deposit(rid, account, amount, memo=memo))
-        for command, result in zip(
-            reversals, await self.ledger.execute_many(reversals), strict=True
-        ):
+        results = await self.ledger.execute_many(reversals)
+        for r, command, result in zip(applied, reversals, results, strict=True):
             spent = isinstance(result, InsufficientCredits | IdempotencyConflict)
             if spent and isinstance(command, Move):  # (a conflict: a partial one, replayed)
-                tenant = command.debit_account_id.removeprefix("tenant:")
-                await reverse_what_is_left(self.ledger, self.db, command, tenant)
+                await reverse_what_is_left(self.ledger, self.db, command, r.tenant_id)
             elif isinstance(result, ApicreditsError):
                 log.error("reorg reversal %s failed: %s", command.id, result.message)
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
 
@@ -229,26 +230,25 @@ def verify_pop(public_key: bytes, proof: bytes) -> bool:
 
 def aggregate_signatures(signatures: Iterable[bytes]) -> bytes:
     """The sum of G1 signatures; raises ``BlsEncodingError`` on an empty or malformed input."""
-    total = G1Point.identity()
-    count = 0
-    for signature in signatures:
-        total += g1_from_eip2537(signature)
-        count += 1
-    if count == 0:
-        raise BlsEncodingError("nothing to aggregate", group="G1")
-    return g1_to_eip2537(total)
+    return g1_to_eip2537(_sum(signatures, G1Point.identity(), g1_from_eip2537, "G1"))
 
 
 def aggregate_public_keys(public_keys: Iterable[bytes]) -> bytes:
     """The sum of G2 public keys; raises ``BlsEncodingError`` on an empty or malformed input."""
-    total = G2Point.identity()
-    count = 0
-    for public_key in public_keys:
-        total += g2_from_eip2537(public_key)
+    return g2_to_eip2537(_sum(public_keys, G2Point.identity(), g2_from_eip2537, "G2"))
+
+
+P = TypeVar("P", G1Point, G2Point)
+
+
+def _sum(encoded: Iterable[bytes], identity: P, decode: Callable[[bytes], P], group: str) -> P:
+    total, count = identity, 0
+    for item in encoded:
+        total += decode(item)
         count += 1
     if count == 0:
-        raise BlsEncodingError("nothing to aggregate", group="G2")
-    return g2_to_eip2537(total)
+        raise BlsEncodingError("nothing to aggregate", group=group)
+    return total
 
 
 def verify_aggregate(public_keys: Iterable[bytes], message: bytes, signature: bytes) -> bool:

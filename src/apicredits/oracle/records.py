@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_abi.abi import encode
 
+from apicredits.metering.store import hex32
 from apicredits.oracle.merkle import keccak256
 from apicredits.oracle.validation import as_bytes
 
@@ -30,10 +31,6 @@ __all__ = ["RECORD_TYPES", "VOID_FLAG", "CommittedEpoch", "EpochRecord", "commit
 RECORD_TYPES = ("bytes32", "bytes32", "uint32", "uint256", "uint64", "uint256")
 VOID_FLAG = 1  # the lowest bit of a stored commitment
 _NOT_SUBMITTED = bytes(32)
-
-
-def _hex(data: bytes) -> str:
-    return "0x" + data.hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +114,9 @@ def committed_epoch(
                 return CommittedEpoch(epoch, stored, record)
             logged.append(record)
     if logged:
-        theirs = _hex(logged[0].commitment())
+        theirs = hex32(logged[0].commitment())
         why = (f"the EpochSubmitted log of epoch {epoch} commits to {theirs}, "
-               f"UsageReceipts stores {_hex(committed)}")  # fmt: skip
+               f"UsageReceipts stores {hex32(committed)}")  # fmt: skip
     else:
         why = f"no EpochSubmitted log of epoch {epoch} in blocks {from_block}-{to_block}"
     return CommittedEpoch(epoch, stored, None, why)

@@ -27,6 +27,7 @@ from typing import Any
 
 from apicredits.errors import ApicreditsError
 from apicredits.metering.events import Meter, SignedUsageEvent, UsageDomain, recover_signer
+from apicredits.metering.store import hex32
 from apicredits.tariffs import TariffVersion, cost_micro
 from apicredits.tariffs.units import parse_unit
 
@@ -166,24 +167,24 @@ def validate_events(
     for i, signed in enumerate(events):
         reason = validate_event(signed, domain, registry, tariffs, gateway_meter)
         if reason is not None:
-            rejections.append(Rejection(i, _hex(signed.event.event_id), reason))
+            rejections.append(Rejection(i, hex32(signed.event.event_id), reason))
         else:
             by_job[signed.event.job_id].append(i)
     seen_ids: set[bytes] = set()
     for i, signed in enumerate(events):
         if signed.event.event_id in seen_ids:
-            rejections.append(Rejection(i, _hex(signed.event.event_id), "duplicate event id"))
+            rejections.append(Rejection(i, hex32(signed.event.event_id), "duplicate event id"))
         seen_ids.add(signed.event.event_id)
     for job, indexes in by_job.items():
         total = sum(events[i].event.cost_micro for i in indexes)
         locked = locks(job)
         if locked is None:
-            reason = f"job {_hex(job)} has no known lock"
+            reason = f"job {hex32(job)} has no known lock"
         elif total > locked:
-            reason = f"job {_hex(job)} costs {total} above its lock of {locked}"
+            reason = f"job {hex32(job)} costs {total} above its lock of {locked}"
         else:
             continue
-        rejections.extend(Rejection(i, _hex(events[i].event.event_id), reason) for i in indexes)
+        rejections.extend(Rejection(i, hex32(events[i].event.event_id), reason) for i in indexes)
     rejections.sort(key=lambda r: r.index)
     return rejections
 
@@ -197,10 +198,6 @@ def as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return bytes.fromhex(value.removeprefix("0x"))
     return bytes(value)
-
-
-def _hex(data: bytes) -> str:
-    return "0x" + data.hex()
 
 
 def rejected_indexes(rejections: Iterable[Rejection]) -> set[int]:

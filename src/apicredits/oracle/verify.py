@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from apicredits.chain import Chain, Deployment
 from apicredits.errors import ApicreditsError
 from apicredits.metering.events import Meter, SignedUsageEvent, UsageDomain, recover_signer
+from apicredits.metering.store import hex32
 from apicredits.oracle.merkle import process_proof
 from apicredits.oracle.messages import SettlementLine, usage_event_leaf
 from apicredits.oracle.records import CommittedEpoch, committed_epoch
@@ -116,10 +117,6 @@ class ChainReader:
         return self._line_logs[key]
 
 
-def _h(data: bytes) -> str:
-    return "0x" + data.hex()
-
-
 def _proof(value: Any) -> list[bytes]:
     if not isinstance(value, list):
         raise ValueError("a proof is a list of 0x-hex hashes")
@@ -195,11 +192,11 @@ def verify_receipt(
     event = signed.event
     digest = event.digest(domain)
     claimed = receipt.get("digest")
-    if claimed is not None and str(claimed).lower() != _h(digest):
+    if claimed is not None and str(claimed).lower() != hex32(digest):
         checks.append(Check("event digest", False,
-                            f"recomputed {_h(digest)}, receipt says {claimed}"))  # fmt: skip
+                            f"recomputed {hex32(digest)}, receipt says {claimed}"))  # fmt: skip
     else:
-        checks.append(Check("event digest", True, _h(digest)))
+        checks.append(Check("event digest", True, hex32(digest)))
 
     # 2. who signed it
     try:
@@ -248,10 +245,10 @@ def verify_receipt(
         problems.append("the epoch was voided")
     for name, ours in (("events_root", events_root), ("lines_root", lines_root)):
         theirs = receipt.get(name)
-        if theirs is not None and str(theirs).lower() != _h(ours):
-            problems.append(f"receipt {name} {theirs} != committed on chain {_h(ours)}")
+        if theirs is not None and str(theirs).lower() != hex32(ours):
+            problems.append(f"receipt {name} {theirs} != committed on chain {hex32(ours)}")
     checks.append(Check("epoch on chain", not problems, "; ".join(problems) or
-                        f"epoch {epoch}, events root {_h(events_root)}"))  # fmt: skip
+                        f"epoch {epoch}, events root {hex32(events_root)}"))  # fmt: skip
 
     # 4. the event is in the epoch's events tree
     try:
@@ -260,7 +257,7 @@ def verify_receipt(
         checks.append(Check("merkle proof", False, f"unreadable events proof: {exc}"))
     else:
         ok = computed == events_root
-        why = f"proof leads to {_h(computed)}, the on-chain events root is {_h(events_root)}"
+        why = f"proof leads to {hex32(computed)}, the on-chain events root is {hex32(events_root)}"
         checks.append(
             Check("merkle proof", ok, "digest proven into the events root" if ok else why)
         )
@@ -293,11 +290,11 @@ def verify_receipt(
         mismatch.append(f"line amount {line.amount_micro} < event cost {event.cost_micro}")
     checks.append(Check("settlement line", not mismatch, "; ".join(mismatch) or
                         f"{line.amount_micro} micro (fee {line.fee_micro}) to provider "
-                        f"{_h(line.provider_id)[:10]}…"))  # fmt: skip
+                        f"{hex32(line.provider_id)[:10]}…"))  # fmt: skip
     leaf = line.leaf()
     computed = process_proof(leaf, lines_proof)
     ok = computed == lines_root
-    why = f"proof leads to {_h(computed)}, the on-chain lines root is {_h(lines_root)}"
+    why = f"proof leads to {hex32(computed)}, the on-chain lines root is {hex32(lines_root)}"
     checks.append(Check("line proof", ok, "line proven into the lines root" if ok else why))
 
     # 6. the line was executed exactly as proven

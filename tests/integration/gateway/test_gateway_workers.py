@@ -33,6 +33,16 @@ def sim() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def shared(sim: str, postgres_url: str, redis_url: str) -> dict[str, str]:
+    """Gateway settings for state shared by every worker: PostgreSQL and Redis."""
+    return {
+        "APICREDITS_DATABASE_URL": postgres_url,
+        "APICREDITS_REDIS_URL": redis_url,
+        "APICREDITS_SIM_URL": sim,
+    }
+
+
 def tenant(admin: httpx.Client, credits_micro: int) -> tuple[str, str]:
     tid = admin.post("/admin/v1/tenants", json={"name": "w", "legacy_keys": True}).json()["id"]
     if credits_micro:
@@ -58,15 +68,8 @@ async def fire(url: str, key: str, n: int) -> list[int]:
     return [r.status_code for r in responses]
 
 
-def test_300_calls_across_4_workers_never_overspend(
-    tmp_path: Path, sim: str, postgres_url: str, redis_url: str
-) -> None:
-    env = {
-        "APICREDITS_DATABASE_URL": postgres_url,
-        "APICREDITS_REDIS_URL": redis_url,
-        "APICREDITS_SIM_URL": sim,
-    }
-    proc, url = start_gateway(tmp_path, 4, env)
+def test_300_calls_across_4_workers_never_overspend(tmp_path: Path, shared: dict[str, str]) -> None:
+    proc, url = start_gateway(tmp_path, 4, shared)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer t"}) as admin:
             _, probe_key = tenant(admin, 10_000_000)
@@ -170,14 +173,9 @@ def metric(text: str, name: str) -> float:
 
 
 def test_metrics_add_up_every_worker_whichever_answers(
-    tmp_path: Path, sim: str, postgres_url: str, redis_url: str
+    tmp_path: Path, shared: dict[str, str]
 ) -> None:
-    env = {
-        "APICREDITS_DATABASE_URL": postgres_url,
-        "APICREDITS_REDIS_URL": redis_url,
-        "APICREDITS_SIM_URL": sim,
-    }
-    proc, url = start_gateway(tmp_path, 3, env)
+    proc, url = start_gateway(tmp_path, 3, shared)
     try:
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer t"}) as admin:
             _, key = tenant(admin, 10_000_000)
@@ -197,20 +195,15 @@ def test_metrics_add_up_every_worker_whichever_answers(
 
 
 def test_a_quote_priced_by_one_replica_locks_on_another(
-    tmp_path: Path, sim: str, postgres_url: str, redis_url: str
+    tmp_path: Path, shared: dict[str, str]
 ) -> None:
     """Two replicas (own data directories, one database): the quote signing key is the
     database's, so either one honours the other's quotes."""
-    env = {
-        "APICREDITS_DATABASE_URL": postgres_url,
-        "APICREDITS_REDIS_URL": redis_url,
-        "APICREDITS_SIM_URL": sim,
-    }
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a, url_a = start_gateway(tmp_path / "a", 1, env)
+    a, url_a = start_gateway(tmp_path / "a", 1, shared)
     try:
-        b, url_b = start_gateway(tmp_path / "b", 1, env)
+        b, url_b = start_gateway(tmp_path / "b", 1, shared)
         try:
             admin = {"Authorization": "Bearer t"}
             keys_a = httpx.get(f"{url_a}/admin/v1/quote-keys", headers=admin).json()["keys"]
