@@ -162,7 +162,6 @@ class HotPath:
         except Exception:
             log.exception("unhandled error on %s", scope["path"])
             response = error_response(500, "internal_error", "internal error; see the server log")
-        dataplane.proxy_of(request).metrics.requests.labels(
-            str(route), str(response.status_code)
-        ).inc()
+        metrics = dataplane.proxy_of(request).metrics
+        metrics.child(metrics.requests, str(route), str(response.status_code)).inc()
         await response(scope, receive, send)

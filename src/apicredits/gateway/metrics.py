@@ -13,6 +13,7 @@ Multiprocess mode costs a locked file write per update, so a single worker does 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -50,6 +51,7 @@ AUTH_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "apicredits_requests",
             "HTTP requests by route and status",
@@ -117,6 +119,16 @@ class Metrics:
         self.legacy_key_uses = Counter(
             "apicredits_static_key_uses", "requests authenticated by a static API key", registry=r
         )
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: the hot path's label values come from
+        small fixed sets (routes, statuses, upstreams), and ``labels`` validates and locks
+        on every call."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def render(self) -> bytes:
         if multiprocess():

@@ -14,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -29,6 +28,7 @@ from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
 from apicredits.gateway.jobs import Job, JobStore
 from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.routing import Router, Target
+from apicredits.gateway.upstream_client import UpstreamClient, UpstreamResponse, UpstreamUnavailable
 from apicredits.ledger import AccountType, Consume, Lock, provider_account
 from apicredits.limits import Lease, RateLimits
 from apicredits.metering import UsageRecord
@@ -111,19 +111,13 @@ class Proxy:
             runtime.db, stale_after_us=runtime.settings.lock_timeout_seconds * 1_000_000
         )
         self.jobs = JobStore(runtime.db, runtime.ledger)
-        self.http: aiohttp.ClientSession | None = None
+        self.http: UpstreamClient | None = None
         self._settling: set[asyncio.Task[None]] = set()
         # extra headers for a call's upstream (the usage context of providers that sign)
         self.upstream_headers: Callable[[Call], Awaitable[dict[str, str]]] | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=1000, keepalive_timeout=30, ttl_dns_cache=300)
-        self.http = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-            cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies are never ours to keep
-        )
+        self.http = UpstreamClient()
         for name in self.router.provider_names():
             await self.rt.ledger.open_account(provider_account(name), AccountType.PROVIDER)
 
@@ -131,7 +125,7 @@ class Proxy:
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
         if self.http is not None:
-            await self.http.close()
+            await self.http.aclose()
 
     # -- admission -----------------------------------------------------------------------
     async def authenticate(self, request: Request) -> Principal:
@@ -145,7 +139,7 @@ class Proxy:
             raise
         finally:
             self.metrics.auth_verify.observe(time.perf_counter() - started)
-        self.metrics.auth_method.labels(principal.method).inc()
+        self.metrics.child(self.metrics.auth_method, principal.method).inc()
         return principal
 
     def public_url(self, request: Request) -> str:
@@ -172,7 +166,7 @@ class Proxy:
                 "apicredits-request-id"
             )
             admitted = await self.admit(
-                route, body, raw, principal, model, key, job=None, path=request.url.path
+                route, body, raw, principal, model, key, job=None, path=request.scope["path"]
             )
             if isinstance(admitted, Response):
                 return admitted
@@ -210,7 +204,7 @@ class Proxy:
         rate = tariff.rate(target.model)
         worst = worst_case_micro(rate, plan.input_tokens_estimate, plan.max_output_tokens)
         request_hash = hashlib.sha256(f"{route}\0{model}\0".encode() + raw).hexdigest()
-        request_id = f"req_{uuid.uuid4().hex}"
+        request_id = f"req_{os.urandom(16).hex()}"
         attempt = 1
         if idempotency_key is not None:
             if len(idempotency_key) > 255:
@@ -297,7 +291,7 @@ class Proxy:
         self.metrics.open_locks.inc()
         return balances[call.principal.account_id]
 
-    async def _send(self, request: Request, call: Call, payload: bytes) -> aiohttp.ClientResponse:
+    async def _send(self, request: Request, call: Call, payload: bytes) -> UpstreamResponse:
         assert self.http is not None
         upstream = call.target.upstream
         headers = {"content-type": "application/json", **upstream.auth_headers(call.route.dialect)}
@@ -309,26 +303,24 @@ class Proxy:
         if self.upstream_headers is not None:
             headers.update(await self.upstream_headers(call))
         url = _upstream_url(upstream.base_url, call.route, call.target.upstream_model)
-        timeout = aiohttp.ClientTimeout(
-            total=None if call.plan.stream else self._timeout(), sock_read=self._timeout()
-        )
         started = time.perf_counter()
         try:
-            response = await self.http.post(url, data=payload, headers=headers, timeout=timeout)
+            # the whole exchange of a plain call; a stream's headers (then each chunk)
+            response = await self.http.post(url, headers, payload, time_limit=self._timeout())
         except TimeoutError:
             raise UpstreamFailed("upstream_timeout", 504, f"{upstream.name} timed out") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamUnavailable as exc:
             raise UpstreamFailed(
-                "upstream_error", 502, f"{upstream.name} unreachable: {type(exc).__name__}"
+                "upstream_error", 502, f"{upstream.name} unreachable: {exc.message}"
             ) from None
         if response.status != 200:
             try:
                 error = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
+            except (UpstreamUnavailable, TimeoutError):
                 error = b""
             finally:
                 response.release()
-            self.metrics.upstream_latency.labels(upstream.name).observe(
+            self.metrics.child(self.metrics.upstream_latency, upstream.name).observe(
                 time.perf_counter() - started
             )
             raise _upstream_error(upstream.name, response, error)
@@ -337,19 +329,19 @@ class Proxy:
     def _timeout(self) -> float:
         return self.rt.settings.upstream_timeout_seconds
 
-    async def _complete(self, call: Call, response: aiohttp.ClientResponse) -> Response:
+    async def _complete(self, call: Call, response: UpstreamResponse) -> Response:
         started = time.perf_counter()
         try:
             payload = await response.read()
         except TimeoutError:
             raise UpstreamFailed("upstream_timeout", 504, "upstream timed out") from None
-        except aiohttp.ClientError as exc:
+        except UpstreamUnavailable as exc:
             raise UpstreamFailed(
-                "upstream_error", 502, f"upstream read failed: {type(exc).__name__}"
+                "upstream_error", 502, f"upstream read failed: {exc.message}"
             ) from None
         finally:
             response.release()
-        self.metrics.upstream_latency.labels(call.target.upstream.name).observe(
+        self.metrics.child(self.metrics.upstream_latency, call.target.upstream.name).observe(
             time.perf_counter() - started
         )
         usage = usage_from_response(call.route, payload)
@@ -362,9 +354,7 @@ class Proxy:
         media = response.headers.get("content-type", "application/json")
         return Response(payload, 200, headers=headers, media_type=media)
 
-    async def _stream(
-        self, call: Call, response: aiohttp.ClientResponse, available: int
-    ) -> Response:
+    async def _stream(self, call: Call, response: UpstreamResponse, available: int) -> Response:
         strip = call.route == Route.OPENAI_CHAT and not call.plan.client_wants_usage_chunk
         meter = StreamMeter(call.route, call.plan, strip_usage_chunk=strip)
         started = time.perf_counter()
@@ -372,10 +362,10 @@ class Proxy:
         async def relay() -> AsyncIterator[bytes]:
             ending = "client_left"
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in response.chunks(self._timeout()):
                     if call.ttft_us is None:
                         call.ttft_us = now_us() - call.started_us
-                        self.metrics.ttft.labels(call.target.upstream.name).observe(
+                        self.metrics.child(self.metrics.ttft, call.target.upstream.name).observe(
                             time.perf_counter() - started
                         )
                     out = meter.feed(chunk)
@@ -385,13 +375,13 @@ class Proxy:
                 if tail:
                     yield tail
                 ending = "done" if meter.complete else "cut"
-            except (aiohttp.ClientError, TimeoutError):
+            except (UpstreamUnavailable, TimeoutError):
                 ending = "cut"
             finally:
                 response.close()  # stops the provider generating for a client that left
-                self.metrics.upstream_latency.labels(call.target.upstream.name).observe(
-                    time.perf_counter() - started
-                )
+                self.metrics.child(
+                    self.metrics.upstream_latency, call.target.upstream.name
+                ).observe(time.perf_counter() - started)
                 # Settle in a task of its own: this generator may be under cancellation.
                 task = asyncio.create_task(self._settle_stream(call, meter, ending))
                 self._settling.add(task)
@@ -602,7 +592,7 @@ def _upstream_url(base: str, route: Route, model: str) -> str:
             return f"{base}/v1beta/models/{model}:streamGenerateContent?alt=sse"
 
 
-def _upstream_error(name: str, response: aiohttp.ClientResponse, body: bytes) -> UpstreamFailed:
+def _upstream_error(name: str, response: UpstreamResponse, body: bytes) -> UpstreamFailed:
     status = response.status
     retry_after = response.headers.get("retry-after")
     if status == 429:
