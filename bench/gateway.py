@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/gateway.py [--seconds 5] [--rss-requests 100000]
 
-Starts the provider simulator, a bare Starlette + aiohttp proxy (the floor: no auth, no
-metering) and one gateway worker (SQLite, in-process limits, default
-logging), then for non-streaming chat: requests/s at 8 connections and latency at 1
-connection, direct to the simulator and through the gateway's full path (auth, rate limit,
-lock, proxy, meter, consume + usage record, metrics), with the CPU each server process
-spends per request at 8 connections (one worker saturates one core: that figure is its
-ceiling); the ratio; and the gateway's RSS
+Starts the provider simulator, two bare Starlette proxies (the floor: no auth, no
+metering; one on aiohttp's client, one on the gateway's own) and one gateway worker
+(SQLite, in-process limits, default logging), then for non-streaming chat: requests/s at
+8 connections and latency at 1 connection, direct to the simulator and through the
+gateway's full path (auth, rate limit, lock, proxy, meter, consume + usage record,
+metrics), with the CPU each server process spends per request at 8 connections (one
+worker saturates one core: that figure is its ceiling); the ratio; and the gateway's RSS
 before and after ``--rss-requests`` more requests. The load generator runs in its own
 process.
 """
@@ -101,7 +101,7 @@ def measure(
         "cpu_us": cpu_per_request * 1e6,
     }
     print(
-        f"{name:<8} {figures['rps']:8,.0f} req/s @8 conns (p99 {figures['busy_p99_ms']:.2f} ms,"
+        f"{name:<12} {figures['rps']:8,.0f} req/s @8 conns (p99 {figures['busy_p99_ms']:.2f} ms,"
         f" {figures['cpu_us']:.0f} µs CPU/req in its process)"
         f" | @1 conn p50 {figures['p50_ms']:.3f} ms p99 {figures['p99_ms']:.3f} ms"
         f" | errors {figures['errors']:.0f}"
@@ -126,22 +126,27 @@ def main() -> int:
     env.pop("APICREDITS_REDIS_URL", None)
     logs = open(Path(data) / "gateway.log", "wb")  # noqa: SIM115 - closed below
     sim = subprocess.Popen([str(BIN), "provider-sim", "--port", str(sim_port)], env=env)
-    bare_port = free_port()
-    bare = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).parent / "bare_proxy.py"),
-            str(bare_port),
-            f"http://127.0.0.1:{sim_port}",
-        ]
-    )
+    bare_ports = {client: free_port() for client in ("aiohttp", "own")}
+    bares = {
+        client: subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "bare_proxy.py"),
+                str(port),
+                f"http://127.0.0.1:{sim_port}",
+                client,
+            ]
+        )
+        for client, port in bare_ports.items()
+    }
     gw = subprocess.Popen(
         [str(BIN), "serve", "--port", str(gw_port), "--workers", "1"], env=env, stderr=logs
     )
     try:
         wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
-        wait_http(f"http://127.0.0.1:{bare_port}/")
+        for port in bare_ports.values():
+            wait_http(f"http://127.0.0.1:{port}/")
         admin = httpx.Client(
             base_url=f"http://127.0.0.1:{gw_port}/admin/v1",
             headers={"Authorization": "Bearer bench"},
@@ -156,12 +161,13 @@ def main() -> int:
             f"simulator upstream; non-streaming chat, {args.seconds:.0f} s per figure"
         )
         direct = measure("direct", sim_port, {}, args.seconds, sim.pid)
-        measure("bare", bare_port, {}, args.seconds, bare.pid)
+        for client, port in bare_ports.items():
+            measure(f"bare/{client}", port, {}, args.seconds, bares[client].pid)
         gateway = measure(
             "gateway", gw_port, {"Authorization": f"Bearer {key}"}, args.seconds, gw.pid
         )
         print(
-            f"ratio    gateway/direct req/s = {gateway['rps'] / direct['rps']:.1%}; "
+            f"ratio        gateway/direct req/s = {gateway['rps'] / direct['rps']:.1%}; "
             f"added latency @1 conn p50 {gateway['p50_ms'] - direct['p50_ms']:.3f} ms, "
             f"p99 {gateway['p99_ms'] - direct['p99_ms']:.3f} ms"
         )
@@ -186,16 +192,16 @@ def main() -> int:
         after = rss_mb(gw.pid)
         done = half.requests + rest.requests
         print(
-            f"rss      {before:.1f} MB before, {middle:.1f} MB after {half.requests:,}, "
+            f"rss          {before:.1f} MB before, {middle:.1f} MB after {half.requests:,}, "
             f"{after:.1f} MB after {done:,} requests ({half.errors + rest.errors} errors)"
         )
         balance = admin.get(f"/tenants/{tid}/balance").json()
         print(
-            f"ledger   locked {balance['locked_micro']} micro after the run "
+            f"ledger       locked {balance['locked_micro']} micro after the run "
             f"(must be 0); spent {balance['spent_micro']:,} micro"
         )
     finally:
-        for proc in (gw, bare, sim):
+        for proc in (gw, *bares.values(), sim):
             proc.terminate()
             proc.wait(10)
         logs.close()
