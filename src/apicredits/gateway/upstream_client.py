@@ -370,7 +370,7 @@ class UpstreamResponse:
             self._keep_alive = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._complete:
+        if self._complete or self._have_headers:  # trailers are not headers
             return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
@@ -394,13 +394,13 @@ class UpstreamResponse:
             self._decoder = zlib.decompressobj()
         elif encoding not in ("identity", ""):
             self._fail(UpstreamUnavailable(f"the upstream sent an unsupported {encoding!r} body"))
-        if self._decoder is not None:  # the body handed on is the decoded one
-            headers.pop("content-encoding", None)
-            headers.pop("content-length", None)
         self._close_delimited = (
             "content-length" not in headers
             and "chunked" not in headers.get("transfer-encoding", "").lower()
         )
+        if self._decoder is not None:  # the body handed on is the decoded one
+            headers.pop("content-encoding", None)
+            headers.pop("content-length", None)
         self._have_headers = True
         self._wake()
 
@@ -440,6 +440,9 @@ class UpstreamResponse:
                 tail = self._decoder.flush()
             except zlib.error:
                 self._fail(UpstreamUnavailable("the upstream sent a corrupt compressed body"))
+                return
+            if not self._decoder.eof:  # zlib's flush does not notice a stream cut short
+                self._fail(UpstreamUnavailable("the upstream sent a truncated compressed body"))
                 return
             if tail:
                 self._chunks.append(tail)
