@@ -1,0 +1,100 @@
+"""A/B of the gateway's CPU per request between source trees, on one noisy machine.
+
+    git worktree add /tmp/base <rev>
+    .venv/bin/python bench/gateway_ab.py [--rounds 12] [--seconds 3] base=/tmp/base/src new=src
+
+Starts one simulator and one gateway worker per tree (each with its own SQLite data dir,
+its ``src`` first on ``PYTHONPATH``), all at once, then alternates short loads of 8
+connections between them (the order flips every round) and prints, per tree, the median
+requests/s and the median and lowest CPU each worker spent per request. A machine whose
+speed drifts by tens of percent within minutes (as shared VMs do) still gives a fair
+comparison this way; separate ``bench/gateway.py`` runs do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+import gateway as bench
+
+PATH = "/v1/chat/completions"
+
+
+def start_gateway(src: str, sim_port: int) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
+    port = bench.free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(src).resolve()),
+        "APICREDITS_DATA_DIR": tempfile.mkdtemp(prefix="apicredits-ab-"),
+        "APICREDITS_ADMIN_TOKEN": "bench",
+        "APICREDITS_SIM_URL": f"http://127.0.0.1:{sim_port}",
+    }
+    env.pop("APICREDITS_DATABASE_URL", None)
+    env.pop("APICREDITS_REDIS_URL", None)
+    gw = subprocess.Popen(
+        [sys.executable, "-m", "apicredits", "serve", "--port", str(port), "--workers", "1"],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    bench.wait_http(f"http://127.0.0.1:{port}/healthz")
+    admin = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}/admin/v1", headers={"Authorization": "Bearer bench"}
+    )
+    tid = admin.post("/tenants", json={"name": "ab", "legacy_keys": True}).json()["id"]
+    admin.post(f"/tenants/{tid}/deposits", json={"amount_micro": 10**15, "idempotency_key": "ab"})
+    key = admin.post("/keys", json={"tenant_id": tid}).json()["key"]
+    return gw, port, {"Authorization": f"Bearer {key}"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("trees", nargs="+", help="NAME=SRC_DIR, e.g. base=/tmp/base/src")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    trees = [t.split("=", 1) for t in args.trees]
+    if any(len(t) != 2 or not Path(t[1], "apicredits").is_dir() for t in trees):
+        parser.error("each tree is NAME=SRC_DIR, with SRC_DIR holding the apicredits package")
+    sim_port = bench.free_port()
+    procs = [subprocess.Popen([str(bench.BIN), "provider-sim", "--port", str(sim_port)])]
+    try:
+        bench.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
+        up = []
+        for name, src in trees:
+            gw, port, headers = start_gateway(src, sim_port)
+            procs.append(gw)
+            bench.load(port, PATH, headers, 8, 1.0)  # warm up
+            up.append((name, port, headers, gw.pid))
+        figures: dict[str, list[tuple[float, float]]] = {name: [] for name, *_ in up}
+        for round_ in range(args.rounds):
+            for name, port, headers, pid in up if round_ % 2 == 0 else up[::-1]:
+                before = bench.cpu_seconds(pid)
+                busy = bench.load(port, PATH, headers, 8, args.seconds)
+                if busy.errors:
+                    raise SystemExit(f"{name}: {busy.errors} errors under load")
+                cpu = (bench.cpu_seconds(pid) - before) / max(1, busy.requests) * 1e6
+                figures[name].append((busy.rps, cpu))
+        for name, runs in figures.items():
+            print(
+                f"{name:<10} req/s median {statistics.median(r for r, _ in runs):7,.0f} | "
+                f"CPU/req median {statistics.median(c for _, c in runs):5.0f} µs, "
+                f"lowest {min(c for _, c in runs):5.0f} µs ({len(runs)} loads)"
+            )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
