@@ -77,6 +77,32 @@ def load(
         )
 
 
+def gateway_env(data: str, sim_port: int) -> dict[str, str]:
+    """A gateway on the embedded defaults (SQLite under ``data``) with the simulator upstream."""
+    env = {
+        **os.environ,
+        "APICREDITS_DATA_DIR": data,
+        "APICREDITS_ADMIN_TOKEN": "bench",
+        "APICREDITS_SIM_URL": f"http://127.0.0.1:{sim_port}",
+    }
+    env.pop("APICREDITS_DATABASE_URL", None)
+    env.pop("APICREDITS_REDIS_URL", None)
+    return env
+
+
+def funded_tenant(gw_port: int) -> tuple[httpx.Client, str, dict[str, str]]:
+    """A tenant with credits to spare: the admin client, its id, and its API key's headers."""
+    admin = httpx.Client(
+        base_url=f"http://127.0.0.1:{gw_port}/admin/v1", headers={"Authorization": "Bearer bench"}
+    )
+    tid = admin.post("/tenants", json={"name": "bench", "legacy_keys": True}).json()["id"]
+    admin.post(
+        f"/tenants/{tid}/deposits", json={"amount_micro": 10**15, "idempotency_key": "bench"}
+    )
+    key = admin.post("/keys", json={"tenant_id": tid}).json()["key"]
+    return admin, tid, {"Authorization": f"Bearer {key}"}
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -116,14 +142,7 @@ def main() -> int:
     args = parser.parse_args()
     sim_port, gw_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="apicredits-bench-")
-    env = {
-        **os.environ,
-        "APICREDITS_DATA_DIR": data,
-        "APICREDITS_ADMIN_TOKEN": "bench",
-        "APICREDITS_SIM_URL": f"http://127.0.0.1:{sim_port}",
-    }
-    env.pop("APICREDITS_DATABASE_URL", None)
-    env.pop("APICREDITS_REDIS_URL", None)
+    env = gateway_env(data, sim_port)
     logs = open(Path(data) / "gateway.log", "wb")  # noqa: SIM115 - closed below
     sim = subprocess.Popen([str(BIN), "provider-sim", "--port", str(sim_port)], env=env)
     bare_ports = {client: free_port() for client in ("aiohttp", "own")}
@@ -147,15 +166,7 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{gw_port}/healthz")
         for port in bare_ports.values():
             wait_http(f"http://127.0.0.1:{port}/")
-        admin = httpx.Client(
-            base_url=f"http://127.0.0.1:{gw_port}/admin/v1",
-            headers={"Authorization": "Bearer bench"},
-        )
-        tid = admin.post("/tenants", json={"name": "bench", "legacy_keys": True}).json()["id"]
-        admin.post(
-            f"/tenants/{tid}/deposits", json={"amount_micro": 10**15, "idempotency_key": "bench"}
-        )
-        key = admin.post("/keys", json={"tenant_id": tid}).json()["key"]
+        admin, tid, auth = funded_tenant(gw_port)
         print(
             f"bench/gateway.py on {os.cpu_count()} cores; 1 gateway worker (SQLite), "
             f"simulator upstream; non-streaming chat, {args.seconds:.0f} s per figure"
@@ -163,9 +174,7 @@ def main() -> int:
         direct = measure("direct", sim_port, {}, args.seconds, sim.pid)
         for client, port in bare_ports.items():
             measure(f"bare/{client}", port, {}, args.seconds, bares[client].pid)
-        gateway = measure(
-            "gateway", gw_port, {"Authorization": f"Bearer {key}"}, args.seconds, gw.pid
-        )
+        gateway = measure("gateway", gw_port, auth, args.seconds, gw.pid)
         print(
             f"ratio        gateway/direct req/s = {gateway['rps'] / direct['rps']:.1%}; "
             f"added latency @1 conn p50 {gateway['p50_ms'] - direct['p50_ms']:.3f} ms, "
@@ -175,7 +184,7 @@ def main() -> int:
         half = load(
             gw_port,
             "/v1/chat/completions",
-            {"Authorization": f"Bearer {key}"},
+            auth,
             8,
             3600,
             args.rss_requests // 2,
@@ -184,7 +193,7 @@ def main() -> int:
         rest = load(
             gw_port,
             "/v1/chat/completions",
-            {"Authorization": f"Bearer {key}"},
+            auth,
             8,
             3600,
             args.rss_requests // 2,

@@ -14,14 +14,11 @@ comparison this way; separate ``bench/gateway.py`` runs do not.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gateway as bench
@@ -31,28 +28,16 @@ PATH = "/v1/chat/completions"
 
 def start_gateway(src: str, sim_port: int) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
     port = bench.free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(src).resolve()),
-        "APICREDITS_DATA_DIR": tempfile.mkdtemp(prefix="apicredits-ab-"),
-        "APICREDITS_ADMIN_TOKEN": "bench",
-        "APICREDITS_SIM_URL": f"http://127.0.0.1:{sim_port}",
-    }
-    env.pop("APICREDITS_DATABASE_URL", None)
-    env.pop("APICREDITS_REDIS_URL", None)
+    env = bench.gateway_env(tempfile.mkdtemp(prefix="apicredits-ab-"), sim_port)
+    env["PYTHONPATH"] = str(Path(src).resolve())
     gw = subprocess.Popen(
         [sys.executable, "-m", "apicredits", "serve", "--port", str(port), "--workers", "1"],
         env=env,
         stderr=subprocess.DEVNULL,
     )
     bench.wait_http(f"http://127.0.0.1:{port}/healthz")
-    admin = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}/admin/v1", headers={"Authorization": "Bearer bench"}
-    )
-    tid = admin.post("/tenants", json={"name": "ab", "legacy_keys": True}).json()["id"]
-    admin.post(f"/tenants/{tid}/deposits", json={"amount_micro": 10**15, "idempotency_key": "ab"})
-    key = admin.post("/keys", json={"tenant_id": tid}).json()["key"]
-    return gw, port, {"Authorization": f"Bearer {key}"}
+    _, _, headers = bench.funded_tenant(port)
+    return gw, port, headers
 
 
 def main() -> int:
