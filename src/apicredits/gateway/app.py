@@ -162,6 +162,5 @@ class HotPath:
         except Exception:
             log.exception("unhandled error on %s", scope["path"])
             response = error_response(500, "internal_error", "internal error; see the server log")
-        metrics = dataplane.proxy_of(request).metrics
-        metrics.child(metrics.requests, str(route), str(response.status_code)).inc()
+        dataplane.proxy_of(request).metrics.request(str(route), response.status_code)
         await response(scope, receive, send)

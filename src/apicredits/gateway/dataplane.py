@@ -46,7 +46,7 @@ def proxy_of(request: Request) -> Proxy:
 def counted(name: str, handler: Handler) -> Handler:
     async def endpoint(request: Request) -> Response:
         response = await handler(request)
-        proxy_of(request).metrics.requests.labels(name, str(response.status_code)).inc()
+        proxy_of(request).metrics.request(name, response.status_code)
         return response
 
     return endpoint
@@ -70,7 +70,7 @@ async def gemini(request: Request) -> Response:
         error = NotFound(f"unknown Gemini method {action!r}")
         return proxy.error(Route.GEMINI_GENERATE, error)
     response = await proxy.handle(request, route, model=model)
-    proxy.metrics.requests.labels(str(route), str(response.status_code)).inc()
+    proxy.metrics.request(str(route), response.status_code)
     return response
 
 
@@ -92,7 +92,7 @@ def json_api(name: str) -> Callable[[Callable[[Request, Principal], Awaitable[An
                 )
             except ApicreditsError as exc:
                 response = domain_error_response(exc)
-            proxy_of(request).metrics.requests.labels(name, str(response.status_code)).inc()
+            proxy_of(request).metrics.request(name, response.status_code)
             return response
 
         return endpoint
@@ -275,9 +275,11 @@ async def capabilities(request: Request) -> Response:
         )
         response: Response = JSONResponse(body, headers=headers)
     except ApicreditsError as exc:
-        proxy.metrics.auth_failures.labels(str(exc.details.get("reason", exc.code))).inc()
+        proxy.metrics.child(
+            proxy.metrics.auth_failures, str(exc.details.get("reason", exc.code))
+        ).inc()
         response = domain_error_response(exc)
-    proxy.metrics.requests.labels("capabilities", str(response.status_code)).inc()
+    proxy.metrics.request("capabilities", response.status_code)
     return response
 
 

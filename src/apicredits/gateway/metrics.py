@@ -130,6 +130,10 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
+    def request(self, route: str, status: int) -> None:
+        """Count one answered request."""
+        self.child(self.requests, route, str(status)).inc()
+
     def render(self) -> bytes:
         if multiprocess():
             merged = CollectorRegistry()

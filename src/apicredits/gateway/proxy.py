@@ -135,7 +135,9 @@ class Proxy:
                 request.headers, method=request.method, url=self.public_url(request)
             )
         except ApicreditsError as exc:
-            self.metrics.auth_failures.labels(str(exc.details.get("reason", exc.code))).inc()
+            self.metrics.child(
+                self.metrics.auth_failures, str(exc.details.get("reason", exc.code))
+            ).inc()
             raise
         finally:
             self.metrics.auth_verify.observe(time.perf_counter() - started)
@@ -225,7 +227,7 @@ class Proxy:
             )
         except ApicreditsError as exc:
             if isinstance(exc, RateLimited):
-                self.metrics.rate_limited.labels(exc.details["limit"]).inc()
+                self.metrics.child(self.metrics.rate_limited, exc.details["limit"]).inc()
             if idempotency_key is not None:
                 await self.idempotency.fail(principal.tenant_id, idempotency_key)
             raise

@@ -87,8 +87,9 @@ class UpstreamClient:
         origin, target, host = self._target(url)
         head = _request_head(target, host, headers, len(body))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + time_limit
-        conn = self._checkout(origin, loop.time())
+        now = loop.time()
+        deadline = now + time_limit
+        conn = self._checkout(origin, now)
         if conn is None:
             conn = await self._connect(origin, deadline)
         response = UpstreamResponse(self, conn, loop, deadline)

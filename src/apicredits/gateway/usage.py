@@ -201,7 +201,7 @@ async def emit(request: Request) -> Response:
             )
     except ApicreditsError as exc:
         response = domain_error_response(exc)
-    proxy.metrics.requests.labels("usage.emit", str(response.status_code)).inc()
+    proxy.metrics.request("usage.emit", response.status_code)
     return response
 
 
