@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,9 +91,22 @@ async def test_sweeper_expires_due_locks_once(db: Database) -> None:
     await first.consume("c0", "l0", 5)
     assert await first.expire_due() == 0  # nothing is due yet
     clock.now_us += 11 * 1_000_000
-    # Two "workers" sweep at once: every due lock expires exactly once.
-    # Due: timeout 10 s (l3, l6 ... l27; l0 was consumed) and 11 s (l1, l4 ... l28).
-    assert await asyncio.gather(first.expire_due(), second.expire_due()) == [19, 19]
+    # Two "workers" sweep at once, and both find the same due locks before either writes
+    # (the barrier forces the race; left to thread timing, the second read may come after
+    # the first sweep committed and find nothing). Every due lock still expires once, and
+    # each sweeper counts the 19 as expired. Due: timeout 10 s (l3, l6 ... l27; l0 was
+    # consumed) and 11 s (l1, l4 ... l28).
+    both_read = asyncio.Barrier(2)
+    read = db.read
+
+    async def read_then_wait(work: Any) -> Any:
+        found = await read(work)
+        await both_read.wait()
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(db, "read", read_then_wait)
+        assert await asyncio.gather(first.expire_due(), second.expire_due()) == [19, 19]
     clock.now_us += 10 * 1_000_000
     assert await first.expire_due() == 10
     assert await first.expire_due() == 0
