@@ -63,7 +63,7 @@ def apply_commands(
     credits after the batch."""
     view = load_view(sql, commands, now_us)
     outcome = apply_batch(view, commands, now_us)
-    seqs = write_outcome(sql, outcome)
+    seqs = write_outcome(sql, outcome, view.transfers)
     results = [
         dataclasses.replace(r, seq=seqs[r.id]) if isinstance(r, Transfer) and r.seq is None else r
         for r in outcome.results
@@ -156,8 +156,9 @@ def _related_transfers(sql: Sql, commands: list[Command], lock_ids: set[str]) ->
     return _transfers(sql, where, params)
 
 
-def write_outcome(sql: Sql, outcome: BatchOutcome) -> dict[str, int]:
-    """Write what a batch changed; returns the ``seq`` given to each new transfer."""
+def write_outcome(sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]) -> dict[str, int]:
+    """Write what a batch changed; returns the ``seq`` given to each new transfer.
+    ``known`` holds the transfers the batch read, among them the locks it closes."""
     seqs: dict[str, int] = {}
     new = outcome.new_transfers
     if new:
@@ -179,10 +180,21 @@ def write_outcome(sql: Sql, outcome: BatchOutcome) -> dict[str, int]:
         ]
         if opened:
             _insert(sql, "open_locks", opened)
-        closed = {t.pending_id for t in new if t.pending_id is not None}
+        closed = sorted(t.pending_id for t in new if t.pending_id is not None)
         if closed:
-            where, params = sql.in_("lock_id", closed, "c")
-            sql.run(f"DELETE FROM open_locks WHERE {where}", params)  # noqa: S608
+            made = {t.id: t for t in new}  # a lock may close in the batch that opened it
+            expiry = [(known.get(i) or made[i]).expires_at_us for i in closed]
+            if sql.pg:
+                sql.run(
+                    "DELETE FROM open_locks WHERE (expires_at_us, lock_id) IN (SELECT * FROM "
+                    "unnest(CAST(:e AS bigint[]), CAST(:l AS text[])))",
+                    {"e": expiry, "l": closed},
+                )
+            else:
+                sql.many(
+                    "DELETE FROM open_locks WHERE expires_at_us = :e AND lock_id = :l",
+                    [{"e": e, "l": i} for e, i in zip(expiry, closed, strict=True)],
+                )
     if outcome.accounts:
         changed = sorted(outcome.accounts.values(), key=lambda a: a.id)
         if sql.pg:

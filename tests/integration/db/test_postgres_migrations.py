@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from apicredits.db import Database, upgrade
 from apicredits.db.schema import metadata
+from migration_support import check_0007_round_trip
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -27,3 +28,11 @@ async def test_concurrent_upgrades_build_the_declared_schema(postgres_url: str) 
     finally:
         for db in dbs:
             await db.aclose()
+
+
+async def test_0007_keeps_ledger_rows_and_guards(postgres_url: str) -> None:
+    db = Database(postgres_url, pool_size=1)
+    try:
+        await check_0007_round_trip(db)
+    finally:
+        await db.aclose()

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from apicredits.db import Database, normalise_url, upgrade
 from apicredits.db.schema import metadata
 from apicredits.errors import InvalidInput
+from migration_support import check_0007_round_trip
 
 pytestmark = pytest.mark.anyio
 
@@ -46,3 +47,11 @@ def test_urls_map_to_our_drivers(url: str, expected: str) -> None:
 def test_unsupported_urls(url: str) -> None:
     with pytest.raises(InvalidInput):
         normalise_url(url)
+
+
+async def test_0007_keeps_ledger_rows_and_guards_on_sqlite(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        await check_0007_round_trip(db)
+    finally:
+        await db.aclose()
