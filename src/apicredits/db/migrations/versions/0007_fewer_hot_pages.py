@@ -12,6 +12,8 @@ Revises: 0006
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -81,7 +83,7 @@ def _rekey_open_locks(key: tuple[str, ...], *, expiry_index: bool) -> None:
 def _rebuild_sqlite_transfers(*, pending_unique: bool) -> None:
     """SQLite cannot drop a table's unnamed UNIQUE constraint: copy the rows into a table
     declared without it (or with it, going down) and put the indexes back."""
-    columns = [
+    columns: list[sa.Column[Any]] = [
         sa.Column("seq", Seq, primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(160), nullable=False, unique=True),
         sa.Column("kind", sa.String(16), nullable=False),
