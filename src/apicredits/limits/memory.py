@@ -6,8 +6,8 @@ is a few floats and the live leases; idle keys are swept a couple per call (O(1)
 
 from __future__ import annotations
 
+import itertools
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +55,12 @@ class MemoryRateLimiter(RateLimiter):
         self.clock = clock
         self.lease_ttl_seconds = lease_ttl_seconds
         self._states: OrderedDict[str, _State] = OrderedDict()
+        # Leases live in this process only, so a counter names them (uuid4 cost ~1% of a
+        # gateway request).
+        self._lease_ids = itertools.count(1)
+
+    def _lease_id(self) -> str:
+        return f"{next(self._lease_ids):x}"
 
     def __len__(self) -> int:
         """Keys whose state is still held (idle ones are swept lazily)."""
@@ -63,7 +69,7 @@ class MemoryRateLimiter(RateLimiter):
     async def acquire(self, key: str, limits: RateLimits, tokens: int = 0) -> Lease:
         check_tokens(limits, tokens)
         if limits.unlimited:
-            return Lease(key, uuid.uuid4().hex, tokens, concurrent=False)
+            return Lease(key, self._lease_id(), tokens, concurrent=False)
         now = self.clock()
         self._sweep(now)
         state = self._touch(key)
@@ -90,7 +96,7 @@ class MemoryRateLimiter(RateLimiter):
             wait, name = max(refusals)
             raise RateLimited(name, max(wait, 0.001))
         state.request_tat, state.token_tat = request_tat, token_tat
-        lease = Lease(key, uuid.uuid4().hex, tokens, concurrent=cap is not None)
+        lease = Lease(key, self._lease_id(), tokens, concurrent=cap is not None)
         if cap is not None:
             state.leases[lease.lease_id] = now + self.lease_ttl_seconds
         return lease

@@ -8,6 +8,7 @@ same prices. Every worker reloads the book when its cache is older than ``ttl_se
 from __future__ import annotations
 
 import json
+import math
 import time
 import tomllib
 from typing import Any
@@ -26,7 +27,7 @@ class TariffStore:
         self.db = db
         self.ttl_seconds = ttl_seconds
         self._book: TariffBook | None = None
-        self._loaded_at = 0.0
+        self._loaded_at = -math.inf
 
     async def add(self, tariff: TariffVersion) -> TariffVersion:
         document = canonical_json(tariff.to_document()).decode()
@@ -53,7 +54,7 @@ class TariffStore:
                 f"tariff version {tariff.version} already exists with different content",
                 tariff_version=tariff.version,
             )
-        self._book = None
+        self._loaded_at = -math.inf  # the next ``book()`` picks it up
         return tariff
 
     async def add_toml(self, text: str) -> TariffVersion:
@@ -75,8 +76,25 @@ class TariffStore:
 
     async def book(self) -> TariffBook:
         if self._book is None or time.monotonic() - self._loaded_at > self.ttl_seconds:
-            stmt = select(tariff_versions.c.document).order_by(tariff_versions.c.version)
-            docs = await self.db.read(lambda c: list(c.execute(stmt).scalars()))
-            self._book = TariffBook(TariffVersion.from_document(json.loads(d)) for d in docs)
-            self._loaded_at = time.monotonic()
+            book = self._book or TariffBook()
+            # Versions never change once written, so a refresh parses only the ones this
+            # worker has not seen (parsing the whole book on the event loop every few
+            # seconds stalled every request in flight).
+            known = {t.version for t in book.versions()}
+            for document in await self.db.read(lambda c: _documents_except(c, known)):
+                book.add(TariffVersion.from_document(json.loads(document)))
+            self._book, self._loaded_at = book, time.monotonic()
         return self._book
+
+
+def _documents_except(conn: Connection, known: set[int]) -> list[str]:
+    numbers = conn.execute(select(tariff_versions.c.version)).scalars()
+    missing = sorted(set(numbers) - known)
+    if not missing:
+        return []
+    stmt = (
+        select(tariff_versions.c.document)
+        .where(tariff_versions.c.version.in_(missing))
+        .order_by(tariff_versions.c.version)
+    )
+    return list(conn.execute(stmt).scalars())
