@@ -47,6 +47,13 @@ class Sql:
             return int(self._raw.execute(sql, params or {}).rowcount)
         return int(self.conn.execute(_text(sql), dict(params or {})).rowcount)
 
+    def insert_rowid(self, sql: str, params: Params) -> int:
+        """SQLite only: run one INSERT; returns the rowid SQLite gave the new row."""
+        assert self._raw is not None
+        rowid = self._raw.execute(sql, params).lastrowid
+        assert rowid is not None
+        return rowid
+
     def many(self, sql: str, rows: Sequence[Params]) -> None:
         if not rows:
             return

@@ -165,6 +165,10 @@ def write_outcome(sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]
         rows = [_transfer_row(t) for t in new]
         if sql.pg:
             seqs = _pg_insert(sql, "transfers", rows, returning=True)
+        elif len(rows) == 1:
+            # A lone transfer (every call at low load): SQLite numbers it MAX(seq) + 1, as
+            # below, and says which number, saving a statement.
+            seqs[rows[0]["id"]] = sql.insert_rowid(_insert_statement("transfers", rows[0]), rows[0])
         else:
             # BEGIN IMMEDIATE holds the write lock, so numbering here cannot race (and one
             # executemany of a fixed statement beats a multi-row INSERT ... RETURNING, whose
@@ -253,11 +257,13 @@ def _insert(sql: Sql, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     if sql.pg:
         _pg_insert(sql, table, rows)
         return
-    names = list(rows[0])
-    sql.many(
-        f"INSERT INTO {table} ({', '.join(names)}) "  # noqa: S608 - our own schema names
-        f"VALUES ({', '.join(':' + n for n in names)})",
-        rows,
+    sql.many(_insert_statement(table, rows[0]), rows)
+
+
+def _insert_statement(table: str, row: Mapping[str, Any]) -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(row)}) "  # noqa: S608 - our own schema names
+        f"VALUES ({', '.join(':' + n for n in row)})"
     )
 
 
