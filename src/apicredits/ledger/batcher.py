@@ -49,7 +49,7 @@ class Batcher:
     async def _drain(self) -> None:
         try:
             # Let the loop run once more first: requests that are ready in this round add
-            # their commands to the batch. Each commit writes ~9 WAL pages on SQLite, shared
+            # their commands to the batch. Each commit writes 6-10 WAL pages on SQLite, shared
             # by the whole batch (measured: +14% gateway req/s at 8 connections).
             await asyncio.sleep(0)
             while self._queue:
