@@ -4,26 +4,17 @@ revocations reaching another worker's authority, nonces agreed between workers."
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from apicredits.auth import CapabilityClaims, TokenError
 from apicredits.auth.authority import CapabilityAuthority
-from apicredits.db import Database, upgrade
+from apicredits.db import Database
 from apicredits.settings import Settings
 
 pytestmark = pytest.mark.anyio
 JKT = "A" * 43
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'auth.db'}")
-    await upgrade(database)
-    yield database
-    await database.aclose()
 
 
 def settings(tmp_path: Path, **overrides: object) -> Settings:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from apicredits.db import Database, upgrade
+from apicredits.db import Database
 from apicredits.errors import InsufficientCredits, LockClosed
 from apicredits.ledger import AccountType, Ledger, TransferKind, tenant_account
 
@@ -23,14 +21,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.now_us
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'l.db'}")
-    await upgrade(database)
-    yield database
-    await database.aclose()
 
 
 @pytest.fixture

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from apicredits.db import Database, upgrade
+from apicredits.db import Database
 from apicredits.errors import IdempotencyConflict
 from apicredits.tariffs import Unit
 from apicredits.tariffs.store import TariffStore
@@ -20,14 +17,6 @@ def toml(version: int, price: int) -> str:
         f'version = {version}\neffective_from = 0\n[models."m"]\nprovider = "p"\n'
         f"input_tokens = {price}\noutput_tokens = {price}\n"
     )
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 't.db'}")
-    await upgrade(database)
-    yield database
-    await database.aclose()
 
 
 async def test_a_refresh_parses_only_versions_it_has_not_seen(db: Database) -> None:

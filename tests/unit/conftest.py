@@ -1,4 +1,4 @@
-"""A migrated SQLite database for the metering tests."""
+"""Fixtures shared by the unit tests (no server: SQLite files under the test's tmp_path)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from apicredits.db import Database, upgrade
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'u.db'}")
+    """A migrated SQLite database of this test's own."""
+    database = Database(f"sqlite:///{tmp_path / 'unit.db'}")
     await upgrade(database)
     yield database
     await database.aclose()
