@@ -1,4 +1,5 @@
-"""Migration 0007 on a database that already holds ledger rows: up, down and up again."""
+"""Migration checks shared by the SQLite and PostgreSQL tests: schema drift, and 0007 on a
+database that already holds ledger rows (up, down and up again)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from apicredits.db import Database
-from apicredits.db.migrate import MIGRATIONS
+from apicredits.db.migrate import alembic_config
 from apicredits.db.schema import metadata
 
 TRANSFER = (
@@ -30,10 +30,7 @@ USAGE = (
 
 
 def migrate(conn: Connection, action: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = conn
-    getattr(command, action)(config, revision)
+    getattr(command, action)(alembic_config(conn), revision)
 
 
 def rows(conn: Connection) -> dict[str, list[Any]]:
@@ -74,7 +71,7 @@ def more_unclosing_transfers(conn: Connection) -> None:
     conn.execute(text("DELETE FROM transfers WHERE seq IN (10, 11)"))
 
 
-def drift(conn: Connection) -> list[object]:
+def schema_drift(conn: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
 
@@ -88,4 +85,4 @@ async def check_0007_round_trip(db: Database) -> None:
         with pytest.raises(IntegrityError):  # a lock still closes exactly once
             await db.write(close_l1_again)
         await db.write(more_unclosing_transfers)
-    assert await db.read(drift) == []
+    assert await db.read(schema_drift) == []

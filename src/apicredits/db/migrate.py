@@ -13,14 +13,19 @@ from apicredits.db.engine import Database
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def alembic_config(conn: Connection) -> Config:
+    """Alembic's configuration for running our migrations on ``conn``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
 def _upgrade(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         # Serialise concurrent upgrades (several workers starting together).
         conn.execute(text("SELECT pg_advisory_xact_lock(7303311)"))
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = conn
-    command.upgrade(config, "head")
+    command.upgrade(alembic_config(conn), "head")
 
 
 async def upgrade(db: Database) -> None:

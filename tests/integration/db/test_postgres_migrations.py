@@ -5,19 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection
 
 from apicredits.db import Database, upgrade
-from apicredits.db.schema import metadata
-from migration_support import check_0007_round_trip
+from migration_support import check_0007_round_trip, schema_drift
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-def schema_drift(conn: Connection) -> list[object]:
-    return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
 
 async def test_concurrent_upgrades_build_the_declared_schema(postgres_url: str) -> None:

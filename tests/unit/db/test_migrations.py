@@ -5,20 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import Connection
 
 from apicredits.db import Database, normalise_url, upgrade
-from apicredits.db.schema import metadata
 from apicredits.errors import InvalidInput
-from migration_support import check_0007_round_trip
+from migration_support import check_0007_round_trip, schema_drift
 
 pytestmark = pytest.mark.anyio
-
-
-def schema_drift(conn: Connection) -> list[object]:
-    return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
 
 async def test_sqlite_migrations_match_the_schema(tmp_path: Path) -> None:
