@@ -67,8 +67,8 @@ class Database:
             self._sync = _sqlite_engine(self.url, pool_size)
             self._executor = ThreadPoolExecutor(pool_size, thread_name_prefix="apicredits-db")
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="apicredits-db-writer")
-            self._writer_raw: sqlite3.Connection | None = None  # used by the writer thread only
-            self._inline_raw: sqlite3.Connection | None = None  # used on the loop's thread only
+            self._writer_raw: _Connection | None = None  # used by the writer thread only
+            self._inline_raw: _Connection | None = None  # used on the loop's thread only
             self._sqlite_path = database or ":memory:"
             self._checkpointer = (
                 Checkpointer(self._sqlite_path) if database and database != ":memory:" else None
@@ -245,19 +245,39 @@ class Checkpointer:
         self._thread.join()
 
 
-def _finish(raw: sqlite3.Connection, work: Callable[[Sql], T]) -> T:
+class _Connection(sqlite3.Connection):
+    """A hot-path write connection with a cache of its own (``Sql.cache``): what its
+    transactions last read and wrote, dropped whenever that may be stale — another
+    connection committed (SQLite's ``data_version`` moved; it never moves for a connection's
+    own commits) or one of its own transactions failed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cache: dict[str, Any] = {}
+        self.data_version: int | None = None
+
+
+def _finish(raw: _Connection, work: Callable[[Sql], T]) -> T:
     """Run ``work`` in the transaction just begun on ``raw``: commit, or roll back and raise."""
+    (version,) = raw.execute("PRAGMA data_version").fetchone()
+    if version != raw.data_version:
+        raw.cache.clear()
+        raw.data_version = version
     try:
-        result = work(Sql(None, raw=raw))
+        result = work(Sql(None, raw=raw, cache=raw.cache))
+        raw.execute("COMMIT")
     except BaseException:
-        raw.execute("ROLLBACK")
+        raw.cache.clear()
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
         raise
-    raw.execute("COMMIT")
     return result
 
 
-def _connect_sqlite(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+def _connect_sqlite(path: str) -> _Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=60, factory=_Connection
+    )
     for pragma in SQLITE_PRAGMAS:
         conn.execute(pragma)
     return conn

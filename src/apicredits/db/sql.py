@@ -25,9 +25,19 @@ def _text(sql: str) -> TextClause:
 
 
 class Sql:
-    def __init__(self, conn: Connection | None, *, raw: sqlite3.Connection | None = None) -> None:
-        """Over a SQLAlchemy connection, or (SQLite only) directly over a driver connection."""
+    def __init__(
+        self,
+        conn: Connection | None,
+        *,
+        raw: sqlite3.Connection | None = None,
+        cache: dict[str, Any] | None = None,
+    ) -> None:
+        """Over a SQLAlchemy connection, or (SQLite only) directly over a driver connection.
+
+        ``cache``: state private to the driver connection that the engine keeps only while
+        it is current (see ``apicredits.db.engine``); None where there is no such promise."""
         self._raw: sqlite3.Connection | None = raw
+        self.cache = cache
         self.pg = False
         if conn is not None:
             self.conn = conn

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from apicredits.db.engine import Database
 from apicredits.ledger.model import Command
 from apicredits.ledger.rules import Result
+from apicredits.ledger.snapshot import StaleSnapshot
 from apicredits.ledger.store import apply_commands
 
 log = logging.getLogger(__name__)
@@ -86,4 +87,7 @@ class Batcher:
     async def _write(self, commands: list[Command]) -> tuple[list[Result], dict[str, int]]:
         now_us = self._clock_us()
         work = functools.partial(apply_commands, commands=commands, now_us=now_us)
-        return await self._db.write_sql(work)
+        try:
+            return await self._db.write_sql(work)
+        except StaleSnapshot:  # rolled back; this time read everything
+            return await self._db.write_sql(functools.partial(work, trust_snapshot=False))

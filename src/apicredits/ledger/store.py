@@ -10,6 +10,7 @@ already serialises writers.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Connection
 
 from apicredits.db.schema import metadata
 from apicredits.db.sql import Sql
+from apicredits.errors import ApicreditsError
 from apicredits.ledger.model import (
     Account,
     AccountType,
@@ -34,6 +36,7 @@ from apicredits.ledger.model import (
     TransferKind,
 )
 from apicredits.ledger.rules import BatchOutcome, Result, apply_batch, period_key
+from apicredits.ledger.snapshot import Snapshot, StaleSnapshot
 
 ACCOUNT_COLUMNS = (
     "id, type, debits_pending, debits_posted, credits_pending, credits_posted, "
@@ -57,13 +60,33 @@ SELECT_TRANSFERS = f"SELECT seq, {', '.join(TRANSFER_COLUMNS)} FROM transfers"  
 
 
 def apply_commands(
-    sql: Sql, commands: list[Command], now_us: int
+    sql: Sql, commands: list[Command], now_us: int, *, trust_snapshot: bool = True
 ) -> tuple[list[Result], dict[str, int]]:
     """Apply a batch; returns each command's result and every touched account's available
-    credits after the batch."""
-    view = load_view(sql, commands, now_us)
-    outcome = apply_batch(view, commands, now_us)
-    seqs = write_outcome(sql, outcome, view.transfers)
+    credits after the batch. With ``trust_snapshot``, what the connection's snapshot holds
+    is not read again (see ``ledger.snapshot``; may raise ``StaleSnapshot``)."""
+    snapshot = Snapshot.of(sql.cache)
+    view = snapshot.view(commands, now_us) if snapshot and trust_snapshot else None
+    trusted = False
+    if view is not None:
+        outcome = apply_batch(view, commands, now_us)
+        # A refusal may be the retry of a command that once succeeded, whose id the
+        # snapshot took for unused: nothing is written yet, so read everything instead.
+        trusted = not any(isinstance(r, ApicreditsError) for r in outcome.results)
+    if not trusted:
+        view = load_view(sql, commands, now_us)
+        if snapshot is not None:
+            snapshot.learn(view, commands)
+        outcome = apply_batch(view, commands, now_us)
+    assert view is not None
+    try:
+        seqs = write_outcome(sql, outcome, view.transfers)
+    except sqlite3.IntegrityError:
+        if trusted:  # an id the snapshot took for unused was not
+            raise StaleSnapshot from None
+        raise
+    if snapshot is not None:
+        snapshot.record(outcome, seqs)
     results = [
         dataclasses.replace(r, seq=seqs[r.id]) if isinstance(r, Transfer) and r.seq is None else r
         for r in outcome.results
