@@ -41,8 +41,9 @@ class Batcher:
         self._queue.append((command, future))
         if self._drainer is None:
             self._drainer = asyncio.create_task(self._drain())
-        # shield: a caller that gives up must not cancel the batch other callers share
-        return await asyncio.shield(future)
+        # A caller that gives up cancels only its own future: the batch, shared with other
+        # callers, runs in the drainer's task and skips futures that are already done.
+        return await future
 
     async def submit_many(self, commands: list[Command]) -> list[Result]:
         return [r for r, _ in await asyncio.gather(*(self.submit(c) for c in commands))]

@@ -119,3 +119,16 @@ async def test_sweeper_task_runs_and_stops(ledger: Ledger) -> None:
         await asyncio.sleep(0.01)
     task.cancel()
     assert (await ledger.balance(T)).locked_micro == 0
+
+
+async def test_a_caller_that_gives_up_leaves_the_shared_batch_alone(ledger: Ledger) -> None:
+    gives_up = asyncio.create_task(ledger.lock("a", T, 10, timeout_seconds=60))
+    waits = asyncio.create_task(ledger.lock("b", T, 10, timeout_seconds=60))
+    await asyncio.sleep(0)  # both commands are queued for one batch
+    gives_up.cancel()
+    assert (await waits).id == "b"
+    with pytest.raises(asyncio.CancelledError):
+        await gives_up
+    # the batch was written whole: "a" holds its credits though its caller stopped waiting
+    assert (await ledger.balance(T)).locked_micro == 20
+    assert (await ledger.transfer("a")) is not None
