@@ -55,6 +55,22 @@ def usage_of(gw: Gateway, key: str, request_id: str) -> dict[str, object]:
     return doc
 
 
+def test_request_ids_are_unique_and_sort_in_call_order(gateway: Gateway) -> None:
+    _, key = gateway.tenant()
+    client = oa(gateway, key)
+    ids = [
+        client.chat.completions.with_raw_response.create(
+            model="sim-gpt",
+            messages=PROMPT,
+            max_tokens=4,  # type: ignore[arg-type]
+        ).headers["apicredits-request-id"]
+        for _ in range(5)
+    ]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+    assert all(len(i) == 36 and int(i.removeprefix("req_"), 16) for i in ids)
+
+
 def test_openai_chat_is_charged_at_the_tariff(gateway: Gateway) -> None:
     tid, key = gateway.tenant()
     raw = oa(gateway, key).chat.completions.with_raw_response.create(
