@@ -10,6 +10,7 @@ already serialises writers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -182,13 +183,13 @@ def _related_transfers(sql: Sql, commands: list[Command], lock_ids: set[str]) ->
 def write_outcome(sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]) -> dict[str, int]:
     """Write what a batch changed; returns the ``seq`` given to each new transfer.
     ``known`` holds the transfers the batch read, among them the locks it closes."""
+    if sql.pg:
+        return _pg_write_outcome(sql, outcome, known)
     seqs: dict[str, int] = {}
     new = outcome.new_transfers
     if new:
         rows = [_transfer_row(t) for t in new]
-        if sql.pg:
-            seqs = _pg_insert(sql, "transfers", rows, returning=True)
-        elif len(rows) == 1:
+        if len(rows) == 1:
             # A lone transfer (every call at low load): SQLite numbers it MAX(seq) + 1, as
             # below, and says which number, saving a statement.
             seqs[rows[0]["id"]] = sql.insert_rowid(_insert_statement("transfers", rows[0]), rows[0])
@@ -199,72 +200,120 @@ def write_outcome(sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]
             (last,) = sql.all("SELECT COALESCE(MAX(seq), 0) FROM transfers")[0]
             for n, row in enumerate(rows, start=last + 1):
                 row["seq"] = seqs[row["id"]] = n
-            _insert(sql, "transfers", rows)
-        opened = [
-            {"lock_id": t.id, "expires_at_us": t.expires_at_us}
-            for t in new
-            if t.kind == TransferKind.LOCK
-        ]
-        if opened:
-            _insert(sql, "open_locks", opened)
-        closed = sorted(t.pending_id for t in new if t.pending_id is not None)
-        if closed:
-            made = {t.id: t for t in new}  # a lock may close in the batch that opened it
-            expiry = [(known.get(i) or made[i]).expires_at_us for i in closed]
-            if sql.pg:
-                sql.run(
-                    "DELETE FROM open_locks WHERE (expires_at_us, lock_id) IN (SELECT * FROM "
-                    "unnest(CAST(:e AS bigint[]), CAST(:l AS text[])))",
-                    {"e": expiry, "l": closed},
-                )
-            else:
-                sql.many(
-                    "DELETE FROM open_locks WHERE expires_at_us = :e AND lock_id = :l",
-                    [{"e": e, "l": i} for e, i in zip(expiry, closed, strict=True)],
-                )
-    if outcome.accounts:
-        changed = sorted(outcome.accounts.values(), key=lambda a: a.id)
-        if sql.pg:
-            sql.run(
-                "UPDATE accounts SET debits_pending = u.dp, debits_posted = u.dpo, "
-                "credits_pending = u.cp, credits_posted = u.cpo "
-                "FROM unnest(CAST(:ids AS text[]), CAST(:dp AS bigint[]), "
-                "CAST(:dpo AS bigint[]), CAST(:cp AS bigint[]), CAST(:cpo AS bigint[])) "
-                "AS u(id, dp, dpo, cp, cpo) WHERE accounts.id = u.id",
-                {
-                    "ids": [a.id for a in changed],
-                    "dp": [a.debits_pending for a in changed],
-                    "dpo": [a.debits_posted for a in changed],
-                    "cp": [a.credits_pending for a in changed],
-                    "cpo": [a.credits_posted for a in changed],
-                },
-            )
-        else:
-            sql.many(
-                "UPDATE accounts SET debits_pending = :dp, debits_posted = :dpo, "
-                "credits_pending = :cp, credits_posted = :cpo WHERE id = :id",
-                [
-                    {
-                        "id": a.id,
-                        "dp": a.debits_pending,
-                        "dpo": a.debits_posted,
-                        "cp": a.credits_pending,
-                        "cpo": a.credits_posted,
-                    }
-                    for a in changed
-                ],
-            )
-    if outcome.budget_usage:
+            sql.many(_insert_statement("transfers", rows[0]), rows)
+        opened, closed = _open_lock_changes(new, known)
         sql.many(
-            "UPDATE budget_usage SET used_micro = :u WHERE budget_id = :b AND period_key = :p",
-            [{"b": b, "p": p, "u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
+            "INSERT INTO open_locks (expires_at_us, lock_id) VALUES (:e, :l)",
+            [{"e": e, "l": i} for e, i in opened],
         )
+        sql.many(
+            "DELETE FROM open_locks WHERE expires_at_us = :e AND lock_id = :l",
+            [{"e": e, "l": i} for e, i in closed],
+        )
+    sql.many(
+        "UPDATE accounts SET debits_pending = :dp, debits_posted = :dpo, "
+        "credits_pending = :cp, credits_posted = :cpo WHERE id = :id",
+        [
+            {
+                "id": a.id,
+                "dp": a.debits_pending,
+                "dpo": a.debits_posted,
+                "cp": a.credits_pending,
+                "cpo": a.credits_posted,
+            }
+            for a in sorted(outcome.accounts.values(), key=lambda a: a.id)
+        ],
+    )
+    sql.many(
+        "UPDATE budget_usage SET used_micro = :u WHERE budget_id = :b AND period_key = :p",
+        [{"b": b, "p": p, "u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
+    )
+    for table_name, table_rows in _attachments(outcome).items():
+        sql.many(_insert_statement(table_name, table_rows[0]), table_rows)
+    return seqs
+
+
+def _open_lock_changes(
+    new: list[Transfer], known: Mapping[str, Transfer]
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The ``open_locks`` keys (expiry, lock id) a batch adds and removes; a lock that
+    opens and closes in the same batch is in neither."""
+    opened = {t.id: t.expires_at_us for t in new if t.kind == TransferKind.LOCK}
+    closed = {t.pending_id for t in new if t.pending_id is not None}
+    both = opened.keys() & closed
+    adds = sorted((e, i) for i, e in opened.items() if i not in both and e is not None)
+    removes = []
+    for lock_id in sorted(closed - both):
+        expiry = known[lock_id].expires_at_us
+        assert expiry is not None
+        removes.append((expiry, lock_id))
+    return adds, removes
+
+
+def _attachments(outcome: BatchOutcome) -> dict[str, list[dict[str, Any]]]:
     by_table: dict[str, list[dict[str, Any]]] = {}
     for table_name, attached in outcome.attachments:
         by_table.setdefault(table_name, []).append(dict(attached))
-    for table_name, table_rows in by_table.items():
-        _insert(sql, table_name, table_rows)
-    return seqs
+    return by_table
+
+
+def _pg_write_outcome(
+    sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]
+) -> dict[str, int]:
+    """PostgreSQL: the whole write as one statement (data-modifying CTEs over ``unnest``
+    arrays), one round trip whatever the batch holds; each part touches its own table."""
+    if not outcome.new_transfers:
+        return {}  # every command was refused or a replay: nothing changed
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+
+    def insert(table: str, rows: Sequence[Mapping[str, Any]], returning: str = "") -> None:
+        prefix = f"p{len(parts)}_"
+        parts.append(_pg_insert_statement(table, tuple(rows[0]), prefix) + returning)
+        params.update({prefix + n: [r[n] for r in rows] for n in rows[0]})
+
+    insert("transfers", [_transfer_row(t) for t in outcome.new_transfers], " RETURNING id, seq")
+    opened, closed = _open_lock_changes(outcome.new_transfers, known)
+    if opened:
+        insert("open_locks", [{"expires_at_us": e, "lock_id": i} for e, i in opened])
+    if closed:
+        parts.append(
+            "DELETE FROM open_locks WHERE (expires_at_us, lock_id) IN (SELECT * FROM "
+            "unnest(CAST(:ce AS bigint[]), CAST(:cl AS text[])))"
+        )
+        params.update(ce=[e for e, _ in closed], cl=[i for _, i in closed])
+    changed = sorted(outcome.accounts.values(), key=lambda a: a.id)
+    parts.append(
+        "UPDATE accounts SET debits_pending = u.dp, debits_posted = u.dpo, "
+        "credits_pending = u.cp, credits_posted = u.cpo "
+        "FROM unnest(CAST(:a_id AS text[]), CAST(:a_dp AS bigint[]), "
+        "CAST(:a_dpo AS bigint[]), CAST(:a_cp AS bigint[]), CAST(:a_cpo AS bigint[])) "
+        "AS u(id, dp, dpo, cp, cpo) WHERE accounts.id = u.id"
+    )
+    params.update(
+        a_id=[a.id for a in changed],
+        a_dp=[a.debits_pending for a in changed],
+        a_dpo=[a.debits_posted for a in changed],
+        a_cp=[a.credits_pending for a in changed],
+        a_cpo=[a.credits_posted for a in changed],
+    )
+    if outcome.budget_usage:
+        used = sorted(outcome.budget_usage.items())
+        parts.append(
+            "UPDATE budget_usage SET used_micro = u.used FROM unnest(CAST(:b_id AS text[]), "
+            "CAST(:b_key AS text[]), CAST(:b_used AS bigint[])) AS u(id, key, used) "
+            "WHERE budget_usage.budget_id = u.id AND budget_usage.period_key = u.key"
+        )
+        params.update(
+            b_id=[b for (b, _), _ in used],
+            b_key=[k for (_, k), _ in used],
+            b_used=[u for _, u in used],
+        )
+    for table_name, table_rows in _attachments(outcome).items():
+        insert(table_name, table_rows)
+    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
+    statement = f"WITH {ctes} SELECT id, seq FROM w0"  # noqa: S608 - our own statements
+    return {r[0]: r[1] for r in sql.all(statement, params)}
 
 
 _PG_ARRAY_TYPES = {
@@ -276,13 +325,6 @@ _PG_ARRAY_TYPES = {
 }
 
 
-def _insert(sql: Sql, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    if sql.pg:
-        _pg_insert(sql, table, rows)
-        return
-    sql.many(_insert_statement(table, rows[0]), rows)
-
-
 def _insert_statement(table: str, row: Mapping[str, Any]) -> str:
     return (
         f"INSERT INTO {table} ({', '.join(row)}) "  # noqa: S608 - our own schema names
@@ -290,22 +332,16 @@ def _insert_statement(table: str, row: Mapping[str, Any]) -> str:
     )
 
 
-def _pg_insert(
-    sql: Sql, table: str, rows: Sequence[Mapping[str, Any]], *, returning: bool = False
-) -> dict[str, int]:
-    """One ``INSERT ... SELECT FROM unnest(arrays)``: a single statement and round trip
-    whatever the row count. With ``returning``, maps each row's ``id`` to its ``seq``."""
+@functools.lru_cache(maxsize=64)
+def _pg_insert_statement(table: str, names: tuple[str, ...], prefix: str) -> str:
+    """``INSERT ... SELECT FROM unnest(arrays)``: one statement whatever the row count, its
+    arrays bound as ``:<prefix><column>``."""
     columns = metadata.tables[table].c
-    names = list(rows[0])
     casts = ", ".join(
-        f"CAST(:{n} AS {_PG_ARRAY_TYPES[str(columns[n].type).split('(')[0]]}[])" for n in names
+        f"CAST(:{prefix}{n} AS {_PG_ARRAY_TYPES[str(columns[n].type).split('(')[0]]}[])"
+        for n in names
     )
-    statement = f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({casts})"  # noqa: S608
-    params = {n: [r[n] for r in rows] for n in names}
-    if not returning:
-        sql.run(statement, params)
-        return {}
-    return {r[0]: r[1] for r in sql.all(statement + " RETURNING id, seq", params)}
+    return f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({casts})"  # noqa: S608
 
 
 def ensure_account(
