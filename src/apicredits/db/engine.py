@@ -14,14 +14,15 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Pool, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from apicredits.db.sql import Sql
@@ -78,11 +79,11 @@ class Database:
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
                 # A generic plan cached while a table was tiny (a seq scan) would stick
                 # after it grew; our statements are cheap to plan, so always plan afresh.
                 connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
             )
+            _ping_when_idle(self._async.sync_engine.pool, PING_AFTER_IDLE_SECONDS)
 
     @property
     def is_postgres(self) -> bool:
@@ -243,6 +244,33 @@ class Checkpointer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(pool: Pool, idle_seconds: float) -> None:
+    """Check a pooled PostgreSQL connection before use only if it sat idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` checks every checkout, which on asyncpg costs three round
+    trips (BEGIN, a ping, ROLLBACK): more than the ledger's own statements per transaction.
+    A connection in steady use has just proved itself; one that idled may have been cut
+    (a server restart, a proxy's idle timeout), and a failed check replaces it unseen."""
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            dbapi_conn.ping()
+        except Exception:
+            # the pool drops this connection and checks out a fresh one
+            raise DisconnectionError("a pooled connection failed its check") from None
 
 
 class _Connection(sqlite3.Connection):
