@@ -37,7 +37,7 @@ from apicredits.ledger.model import (
 from apicredits.ledger.rules import BatchOutcome, period_key
 
 _KEY = "ledger"
-_MAX_ROWS = 100_000  # past this many open locks or accounts, start over (a full read refills)
+_MAX_ROWS = 100_000  # past this many rows of a kind, start over (full reads refill it)
 
 
 class StaleSnapshot(Exception):
@@ -112,9 +112,10 @@ class Snapshot:
 
     def learn(self, view: LedgerView, commands: list[Command]) -> None:
         """Take in what ``load_view`` read for ``commands``."""
-        if len(self.open_locks) > _MAX_ROWS or len(self.accounts) > _MAX_ROWS:
-            self.open_locks.clear()
-            self.accounts.clear()
+        parts = (self.accounts, self.open_locks, self.budgets, self.usage)
+        if any(len(part) > _MAX_ROWS for part in parts):
+            for part in parts:
+                part.clear()
         self.accounts.update(view.accounts)
         for c in commands:
             if isinstance(c, Lock):  # every scope was looked up, those without budgets too

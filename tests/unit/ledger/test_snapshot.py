@@ -16,9 +16,12 @@ from apicredits.ledger import (
     AccountType,
     Ledger,
     TransferKind,
+    snapshot,
     store,
     tenant_account,
 )
+from apicredits.ledger.model import Account, Deposit, LedgerView
+from apicredits.ledger.snapshot import Snapshot
 from apicredits.tenants import Directory
 
 pytestmark = pytest.mark.anyio
@@ -185,3 +188,15 @@ async def test_a_failed_transaction_drops_the_connection_cache(file_db: Database
     assert await file_db.write_sql(_remember(3)) == {}
     rows = await file_db.read(lambda conn: conn.exec_driver_sql("SELECT x FROM t").all())
     assert sorted(r[0] for r in rows) == [1, 3]
+
+
+def test_a_snapshot_past_its_size_starts_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot, "_MAX_ROWS", 3)
+    known = Snapshot()
+    for i in range(5):
+        view = LedgerView(accounts={f"a{i}": Account(f"a{i}", AccountType.TENANT)})
+        known.learn(view, [Deposit(f"d{i}", f"a{i}", 1)])
+    # a0..a3 made it pass 3 rows: the next full read started over with what it read
+    assert sorted(known.accounts) == ["a4"]
+    assert known.view([Deposit("again", "a4", 1, source_account_id="a4")], 0) is not None
+    assert known.view([Deposit("again", "a3", 1, source_account_id="a4")], 0) is None
