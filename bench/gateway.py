@@ -1,10 +1,13 @@
 """The gateway's cost over a direct upstream call, measured in one run on this machine.
 
     .venv/bin/python bench/gateway.py [--seconds 5] [--rss-requests 100000]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/15]
 
 Starts the provider simulator, two bare Starlette proxies (the floor: no auth, no
 metering; one on aiohttp's client, one on the gateway's own) and one gateway worker
-(SQLite, in-process limits, default logging), then for non-streaming chat: requests/s at
+(SQLite and in-process limits by default; with ``--postgres`` a new database on that
+server, dropped afterwards; with ``--redis`` limits in that Redis; default logging), then
+for non-streaming chat: requests/s at
 8 connections and latency at 1 connection, direct to the simulator and through the
 gateway's full path (auth, rate limit, lock, proxy, meter, consume + usage record,
 metrics), with the CPU each server process spends per request at 8 connections (one
@@ -16,6 +19,8 @@ process.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -24,8 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,8 +85,11 @@ def load(
         )
 
 
-def gateway_env(data: str, sim_port: int) -> dict[str, str]:
-    """A gateway on the embedded defaults (SQLite under ``data``) with the simulator upstream."""
+def gateway_env(
+    data: str, sim_port: int, database_url: str | None = None, redis_url: str | None = None
+) -> dict[str, str]:
+    """A gateway with the simulator upstream: on the embedded defaults (SQLite under
+    ``data``, in-process limits) unless given a database or a Redis."""
     env = {
         **os.environ,
         "APICREDITS_DATA_DIR": data,
@@ -87,7 +98,35 @@ def gateway_env(data: str, sim_port: int) -> dict[str, str]:
     }
     env.pop("APICREDITS_DATABASE_URL", None)
     env.pop("APICREDITS_REDIS_URL", None)
+    if database_url:
+        env["APICREDITS_DATABASE_URL"] = database_url
+    if redis_url:
+        env["APICREDITS_REDIS_URL"] = redis_url
+        env["APICREDITS_REDIS_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}:"
     return env
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url: str | None) -> Iterator[str | None]:
+    """A new PostgreSQL database on the server of ``admin_url`` (its URL), dropped
+    afterwards; None without an admin URL."""
+    if admin_url is None:
+        yield None
+        return
+    name = f"apicredits_bench_{uuid.uuid4().hex[:12]}"
+
+    async def run(statement: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def funded_tenant(gw_port: int) -> tuple[httpx.Client, str, dict[str, str]]:
@@ -139,10 +178,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rss-requests", type=int, default=100_000)
+    parser.add_argument("--postgres", metavar="ADMIN_URL", help="the gateway on PostgreSQL")
+    parser.add_argument("--redis", metavar="URL", help="the gateway's limits in Redis")
     args = parser.parse_args()
+    with scratch_database(args.postgres) as database_url:
+        return run(args, database_url)
+
+
+def run(args: argparse.Namespace, database_url: str | None) -> int:
     sim_port, gw_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="apicredits-bench-")
-    env = gateway_env(data, sim_port)
+    env = gateway_env(data, sim_port, database_url, args.redis)
     logs = open(Path(data) / "gateway.log", "wb")  # noqa: SIM115 - closed below
     sim = subprocess.Popen([str(BIN), "provider-sim", "--port", str(sim_port)], env=env)
     bare_ports = {client: free_port() for client in ("aiohttp", "own")}
@@ -167,8 +213,9 @@ def main() -> int:
         for port in bare_ports.values():
             wait_http(f"http://127.0.0.1:{port}/")
         admin, tid, auth = funded_tenant(gw_port)
+        stores = ("PostgreSQL" if database_url else "SQLite") + (", Redis" if args.redis else "")
         print(
-            f"bench/gateway.py on {os.cpu_count()} cores; 1 gateway worker (SQLite), "
+            f"bench/gateway.py on {os.cpu_count()} cores; 1 gateway worker ({stores}), "
             f"simulator upstream; non-streaming chat, {args.seconds:.0f} s per figure"
         )
         direct = measure("direct", sim_port, {}, args.seconds, sim.pid)

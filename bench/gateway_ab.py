@@ -17,15 +17,12 @@ comparison this way; separate ``bench/gateway.py`` runs do not.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import statistics
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
-
-import asyncpg
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gateway as bench
@@ -37,10 +34,8 @@ def start_gateway(
     src: str, sim_port: int, database_url: str | None
 ) -> tuple[subprocess.Popen[bytes], int, dict[str, str]]:
     port = bench.free_port()
-    env = bench.gateway_env(tempfile.mkdtemp(prefix="apicredits-ab-"), sim_port)
+    env = bench.gateway_env(tempfile.mkdtemp(prefix="apicredits-ab-"), sim_port, database_url)
     env["PYTHONPATH"] = str(Path(src).resolve())
-    if database_url is not None:
-        env["APICREDITS_DATABASE_URL"] = database_url
     gw = subprocess.Popen(
         [sys.executable, "-m", "apicredits", "serve", "--port", str(port), "--workers", "1"],
         env=env,
@@ -49,17 +44,6 @@ def start_gateway(
     bench.wait_http(f"http://127.0.0.1:{port}/healthz")
     _, _, headers = bench.funded_tenant(port)
     return gw, port, headers
-
-
-def postgres(admin_url: str, statement: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 def main() -> int:
@@ -75,43 +59,47 @@ def main() -> int:
         parser.error("each tree is NAME=SRC_DIR, with SRC_DIR holding the apicredits package")
     sim_port = bench.free_port()
     procs = [subprocess.Popen([str(bench.BIN), "provider-sim", "--port", str(sim_port)])]
-    databases: list[str] = []
-    try:
-        bench.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
-        up = []
-        for name, src in trees:
-            url = None
-            if args.postgres:
-                databases.append(f"apicredits_ab_{uuid.uuid4().hex[:12]}")
-                postgres(args.postgres, f'CREATE DATABASE "{databases[-1]}"')
-                url = args.postgres.rsplit("/", 1)[0] + f"/{databases[-1]}"
-            gw, port, headers = start_gateway(src, sim_port, url)
-            procs.append(gw)
-            bench.load(port, PATH, headers, args.connections, 1.0)  # warm up
-            up.append((name, port, headers, gw.pid))
-        figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name, *_ in up}
-        for round_ in range(args.rounds):
-            for name, port, headers, pid in up if round_ % 2 == 0 else up[::-1]:
-                before = bench.cpu_seconds(pid)
-                busy = bench.load(port, PATH, headers, args.connections, args.seconds)
-                if busy.errors:
-                    raise SystemExit(f"{name}: {busy.errors} errors under load")
-                cpu = (bench.cpu_seconds(pid) - before) / max(1, busy.requests) * 1e6
-                figures[name].append((busy.rps, busy.percentile(50) * 1000, cpu))
-        print(f"{args.connections} connections, {'PostgreSQL' if args.postgres else 'SQLite'}")
-        for name, runs in figures.items():
-            print(
-                f"{name:<10} req/s median {statistics.median(r[0] for r in runs):7,.0f} | "
-                f"p50 median {statistics.median(r[1] for r in runs):6.3f} ms | "
-                f"CPU/req median {statistics.median(r[2] for r in runs):5.0f} µs, "
-                f"lowest {min(r[2] for r in runs):5.0f} µs ({len(runs)} loads)"
-            )
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)
-        for database in databases:
-            postgres(args.postgres, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with contextlib.ExitStack() as databases:
+        try:
+            return compare(args, trees, sim_port, procs, databases)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+
+
+def compare(
+    args: argparse.Namespace,
+    trees: list[list[str]],
+    sim_port: int,
+    procs: list[subprocess.Popen[bytes]],
+    databases: contextlib.ExitStack,
+) -> int:
+    bench.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
+    up = []
+    for name, src in trees:
+        url = databases.enter_context(bench.scratch_database(args.postgres))
+        gw, port, headers = start_gateway(src, sim_port, url)
+        procs.append(gw)
+        bench.load(port, PATH, headers, args.connections, 1.0)  # warm up
+        up.append((name, port, headers, gw.pid))
+    figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name, *_ in up}
+    for round_ in range(args.rounds):
+        for name, port, headers, pid in up if round_ % 2 == 0 else up[::-1]:
+            before = bench.cpu_seconds(pid)
+            busy = bench.load(port, PATH, headers, args.connections, args.seconds)
+            if busy.errors:
+                raise SystemExit(f"{name}: {busy.errors} errors under load")
+            cpu = (bench.cpu_seconds(pid) - before) / max(1, busy.requests) * 1e6
+            figures[name].append((busy.rps, busy.percentile(50) * 1000, cpu))
+    print(f"{args.connections} connections, {'PostgreSQL' if args.postgres else 'SQLite'}")
+    for name, runs in figures.items():
+        print(
+            f"{name:<10} req/s median {statistics.median(r[0] for r in runs):7,.0f} | "
+            f"p50 median {statistics.median(r[1] for r in runs):6.3f} ms | "
+            f"CPU/req median {statistics.median(r[2] for r in runs):5.0f} µs, "
+            f"lowest {min(r[2] for r in runs):5.0f} µs ({len(runs)} loads)"
+        )
     return 0
 
 
