@@ -84,6 +84,7 @@ class Database:
                 connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
             )
             _ping_when_idle(self._async.sync_engine.pool, PING_AFTER_IDLE_SECONDS)
+            self._facts: dict[str, Any] = {}  # see ``Sql.facts``
 
     @property
     def is_postgres(self) -> bool:
@@ -112,7 +113,7 @@ class Database:
         skipping the pool and SQLAlchemy's transaction machinery."""
         if self._async is not None:
             async with self._async.begin() as conn:
-                return await conn.run_sync(lambda c: work(Sql(c)))
+                return await conn.run_sync(lambda c: work(Sql(c, facts=self._facts)))
         if self._checkpointer is not None:  # a file database: try it right here first
             try:
                 return self._write_inline(work)

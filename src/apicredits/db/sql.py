@@ -31,13 +31,17 @@ class Sql:
         *,
         raw: sqlite3.Connection | None = None,
         cache: dict[str, Any] | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> None:
         """Over a SQLAlchemy connection, or (SQLite only) directly over a driver connection.
 
         ``cache``: state private to the driver connection that the engine keeps only while
-        it is current (see ``apicredits.db.engine``); None where there is no such promise."""
+        it is current (see ``apicredits.db.engine``); None where there is no such promise.
+        ``facts``: one database's rows that never change once written, kept for the
+        process's lifetime; None where there is none."""
         self._raw: sqlite3.Connection | None = raw
         self.cache = cache
+        self.facts = facts
         self.pg = False
         if conn is not None:
             self.conn = conn

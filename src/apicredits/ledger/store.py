@@ -109,8 +109,15 @@ def load_view(sql: Sql, commands: list[Command], now_us: int) -> LedgerView:
         known = _related_transfers(sql, commands, lock_ids)
         locks = {t.id: t for t in known if t.id in lock_ids}
     elif lock_ids:
-        where, params = sql.in_("id", lock_ids, "l")
-        locks = {t.id: t for t in _transfers(sql, where, params)}
+        # Only to learn which rows to lock: a lock's accounts and holds never change, so
+        # the locks this process wrote or read before need no round trip.
+        remembered = _known_locks(sql)
+        locks = {i: remembered[i] for i in lock_ids if i in remembered}
+        if len(locks) < len(lock_ids):
+            where, params = sql.in_("id", lock_ids - locks.keys(), "l")
+            read = {t.id: t for t in _transfers(sql, where, params)}
+            locks.update(read)
+            remembered.update((i, t) for i, t in read.items() if t.kind == TransferKind.LOCK)
     account_ids: set[str] = set()
     for c in commands:
         match c:
@@ -315,7 +322,26 @@ def _pg_write_outcome(
         insert(table_name, table_rows)
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
     statement = f"WITH {ctes} SELECT id, seq FROM w0"  # noqa: S608 - our own statements
-    return {r[0]: r[1] for r in sql.all(statement, params)}
+    seqs = {r[0]: r[1] for r in sql.all(statement, params)}
+    remembered = _known_locks(sql)
+    remembered.update(
+        (t.id, dataclasses.replace(t, seq=seqs[t.id]))
+        for t in outcome.new_transfers
+        if t.kind == TransferKind.LOCK
+    )
+    return seqs
+
+
+_MAX_KNOWN_LOCKS = 10_000  # locks are mostly closed within seconds; a miss costs a read
+
+
+def _known_locks(sql: Sql) -> dict[str, Transfer]:
+    """PostgreSQL: lock transfers this process wrote or read (``Sql.facts``), by id."""
+    facts = sql.facts if sql.facts is not None else {}
+    locks: dict[str, Transfer] = facts.setdefault("locks", {})
+    if len(locks) > _MAX_KNOWN_LOCKS:
+        locks.clear()
+    return locks
 
 
 _PG_ARRAY_TYPES = {

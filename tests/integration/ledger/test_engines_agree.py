@@ -22,6 +22,7 @@ from apicredits.ledger import (
     Ledger,
     Lock,
     Refund,
+    store,
     tenant_account,
 )
 from apicredits.metering import UsageRecord
@@ -123,3 +124,37 @@ async def test_postgres_and_sqlite_write_the_same_ledger(postgres_url: str, tmp_
     balances = {a[0]: a[1:] for a in on_sqlite["accounts"]}
     # deposited 1,000; fee 50, consumed 40 + 300; "d" (100) still locked
     assert balances["tenant:acme"] == (100, 390, 0, 1_000)
+
+
+async def test_postgres_finds_a_known_locks_rows_without_reading_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real = store._transfers
+
+    def counting(sql: Any, where: str, params: Any) -> Any:
+        reads.append(where)
+        return real(sql, where, params)
+
+    monkeypatch.setattr(store, "_transfers", counting)
+    db, other_db = Database(postgres_url), Database(postgres_url)
+    try:
+        await upgrade(db)
+        ledger, other = Ledger(db), Ledger(other_db)
+        await ledger.open_system_accounts()
+        t = tenant_account("acme")
+        await ledger.open_account(t, AccountType.TENANT)
+        await ledger.deposit("fund", t, 1_000)
+        await ledger.lock("mine", t, 100, timeout_seconds=60)
+        await other.lock("theirs", t, 100, timeout_seconds=60)  # another process, in effect
+        reads.clear()
+        await ledger.consume("mine:c", "mine", 10)
+        assert len(reads) == 1  # only the read under the row locks
+        reads.clear()
+        await ledger.consume("theirs:c", "theirs", 20)
+        assert len(reads) == 2  # first which rows to lock, then the read under them
+        balance = await ledger.balance(t)
+        assert (balance.available_micro, balance.locked_micro) == (970, 0)
+    finally:
+        await db.aclose()
+        await other_db.aclose()
