@@ -19,8 +19,6 @@ process.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import multiprocessing
 import os
@@ -30,14 +28,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
+from scratch import scratch_database
 
 BIN = Path(sys.executable).parent / "apicredits"
 BODY = json.dumps(
@@ -104,29 +101,6 @@ def gateway_env(
         env["APICREDITS_REDIS_URL"] = redis_url
         env["APICREDITS_REDIS_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}:"
     return env
-
-
-@contextlib.contextmanager
-def scratch_database(admin_url: str | None) -> Iterator[str | None]:
-    """A new PostgreSQL database on the server of ``admin_url`` (its URL), dropped
-    afterwards; None without an admin URL."""
-    if admin_url is None:
-        yield None
-        return
-    name = f"apicredits_bench_{uuid.uuid4().hex[:12]}"
-
-    async def run(statement: str) -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def funded_tenant(gw_port: int) -> tuple[httpx.Client, str, dict[str, str]]:

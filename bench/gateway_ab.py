@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gateway as bench
+from scratch import scratch_database
 
 PATH = "/v1/chat/completions"
 
@@ -78,7 +79,7 @@ def compare(
     bench.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
     up = []
     for name, src in trees:
-        url = databases.enter_context(bench.scratch_database(args.postgres))
+        url = databases.enter_context(scratch_database(args.postgres))
         gw, port, headers = start_gateway(src, sim_port, url)
         procs.append(gw)
         bench.load(port, PATH, headers, args.connections, 1.0)  # warm up

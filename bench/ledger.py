@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
 import sys
 import tempfile
 import time
-import uuid
+from pathlib import Path
 
 from sqlalchemy import func, select
 
 from apicredits.db import Database, upgrade
 from apicredits.db.schema import accounts, open_locks, transfers
 from apicredits.ledger import AccountType, Ledger, tenant_account
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scratch import scratch_database
 
 TENANTS = 100
 LOCK = 10_000
@@ -124,16 +128,6 @@ def bench(name: str, url: str, args: argparse.Namespace) -> float:
     return rate
 
 
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -146,16 +140,14 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             bench("sqlite", f"sqlite:///{tmp}/bench.db", args)
     if args.backend in ("postgres", "both"):
-        name = f"apicredits_bench_{uuid.uuid4().hex[:12]}"
-        try:
-            asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-        except OSError as exc:
-            print(f"postgres   skipped: cannot reach {PG_ADMIN}: {exc}", file=sys.stderr)
-            return 1
-        try:
-            bench("postgres", PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", args)
-        finally:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        with contextlib.ExitStack() as stack:
+            try:
+                url = stack.enter_context(scratch_database(PG_ADMIN))
+            except OSError as exc:
+                print(f"postgres   skipped: cannot reach {PG_ADMIN}: {exc}", file=sys.stderr)
+                return 1
+            assert url is not None
+            bench("postgres", url, args)
     return 0
 
 
