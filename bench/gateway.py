@@ -7,13 +7,12 @@ Starts the provider simulator, two bare Starlette proxies (the floor: no auth, n
 metering; one on aiohttp's client, one on the gateway's own) and one gateway worker
 (SQLite and in-process limits by default; with ``--postgres`` a new database on that
 server, dropped afterwards; with ``--redis`` limits in that Redis; default logging), then
-for non-streaming chat: requests/s at
-8 connections and latency at 1 connection, direct to the simulator and through the
-gateway's full path (auth, rate limit, lock, proxy, meter, consume + usage record,
-metrics), with the CPU each server process spends per request at 8 connections (one
-worker saturates one core: that figure is its ceiling); the ratio; and the gateway's RSS
-before and after ``--rss-requests`` more requests. The load generator runs in its own
-process.
+for non-streaming chat: requests/s at 8 connections and latency at 1 connection, direct
+to the simulator and through the gateway's full path (auth, rate limit, lock, proxy,
+meter, consume + usage record, metrics), with the CPU each server process spends per
+request at 8 connections (one worker saturates one core: that figure is its ceiling); the
+ratio; and the gateway's RSS before and after ``--rss-requests`` more requests. The load
+generator runs in its own process.
 """
 
 from __future__ import annotations

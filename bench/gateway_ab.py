@@ -9,9 +9,8 @@ or with ``--postgres`` its own new database on that server, dropped afterwards; 
 ``src`` first on ``PYTHONPATH``), all at once, then alternates short loads of
 ``--connections`` between them (the order flips every round) and prints, per tree, the
 median requests/s and p50 latency and the median and lowest CPU each worker spent per
-request. A machine whose
-speed drifts by tens of percent within minutes (as shared VMs do) still gives a fair
-comparison this way; separate ``bench/gateway.py`` runs do not.
+request. A machine whose speed drifts by tens of percent within minutes (as shared VMs
+do) still gives a fair comparison this way; separate ``bench/gateway.py`` runs do not.
 """
 
 from __future__ import annotations

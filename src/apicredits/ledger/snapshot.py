@@ -128,12 +128,12 @@ class Snapshot:
                     self.open_locks[lock.id] = lock
         self.usage.update(view.usage)
 
-    def record(self, outcome: BatchOutcome, seqs: Mapping[str, int]) -> None:
-        """Take in what a batch wrote (``seqs``: the numbers its new transfers got)."""
+    def record(self, outcome: BatchOutcome, written: Mapping[str, Transfer]) -> None:
+        """Take in what a batch wrote (``written``: its new transfers, numbered, by id)."""
         self.accounts.update(outcome.accounts)
         self.usage.update(outcome.budget_usage)
-        for t in outcome.new_transfers:
+        for t in written.values():
             if t.kind == TransferKind.LOCK:
-                self.open_locks[t.id] = dataclasses.replace(t, seq=seqs[t.id])
+                self.open_locks[t.id] = t
             elif t.pending_id is not None:
                 self.open_locks.pop(t.pending_id, None)

@@ -88,11 +88,13 @@ def apply_commands(
         if trusted:  # an id the snapshot took for unused was not
             raise StaleSnapshot from None
         raise
+    written = {t.id: dataclasses.replace(t, seq=seqs[t.id]) for t in outcome.new_transfers}
     if snapshot is not None:
-        snapshot.record(outcome, seqs)
+        snapshot.record(outcome, written)
+    if sql.pg:
+        _known_locks(sql).update((i, t) for i, t in written.items() if t.kind == TransferKind.LOCK)
     results = [
-        dataclasses.replace(r, seq=seqs[r.id]) if isinstance(r, Transfer) and r.seq is None else r
-        for r in outcome.results
+        written[r.id] if isinstance(r, Transfer) and r.seq is None else r for r in outcome.results
     ]
     available = {a.id: a.available for a in view.accounts.values()}
     available.update({a.id: a.available for a in outcome.accounts.values()})
@@ -247,16 +249,17 @@ def _open_lock_changes(
 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """The ``open_locks`` keys (expiry, lock id) a batch adds and removes; a lock that
     opens and closes in the same batch is in neither."""
-    opened = {t.id: t.expires_at_us for t in new if t.kind == TransferKind.LOCK}
+    opened = {t.id for t in new if t.kind == TransferKind.LOCK}
     closed = {t.pending_id for t in new if t.pending_id is not None}
-    both = opened.keys() & closed
-    adds = sorted((e, i) for i, e in opened.items() if i not in both and e is not None)
-    removes = []
-    for lock_id in sorted(closed - both):
-        expiry = known[lock_id].expires_at_us
-        assert expiry is not None
-        removes.append((expiry, lock_id))
+    both = opened & closed
+    adds = sorted((_expiry(t), t.id) for t in new if t.id in opened - both)
+    removes = sorted((_expiry(known[i]), i) for i in closed - both)
     return adds, removes
+
+
+def _expiry(lock: Transfer) -> int:
+    assert lock.expires_at_us is not None  # every lock has one
+    return lock.expires_at_us
 
 
 def _attachments(outcome: BatchOutcome) -> dict[str, list[dict[str, Any]]]:
@@ -322,14 +325,7 @@ def _pg_write_outcome(
         insert(table_name, table_rows)
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
     statement = f"WITH {ctes} SELECT id, seq FROM w0"  # noqa: S608 - our own statements
-    seqs = {r[0]: r[1] for r in sql.all(statement, params)}
-    remembered = _known_locks(sql)
-    remembered.update(
-        (t.id, dataclasses.replace(t, seq=seqs[t.id]))
-        for t in outcome.new_transfers
-        if t.kind == TransferKind.LOCK
-    )
-    return seqs
+    return {r[0]: r[1] for r in sql.all(statement, params)}
 
 
 _MAX_KNOWN_LOCKS = 10_000  # locks are mostly closed within seconds; a miss costs a read
