@@ -10,6 +10,7 @@ import pytest
 from apicredits.db import Database
 from apicredits.errors import InsufficientCredits, LockClosed
 from apicredits.ledger import AccountType, Ledger, TransferKind, tenant_account
+from apicredits.ledger.batcher import MAX_GATHER_TURNS
 
 pytestmark = pytest.mark.anyio
 T = tenant_account("t")
@@ -47,6 +48,55 @@ async def test_concurrent_commands_share_batches(ledger: Ledger) -> None:
     assert all(s is not None for s in seqs)
     balance = await ledger.balance(T)
     assert (balance.available_micro, balance.locked_micro) == (0, 1_000)
+
+
+def count_transactions(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of commands in each write transaction from now on."""
+    sizes: list[int] = []
+    write_sql = db.write_sql
+
+    async def counting(work: Any) -> Any:
+        sizes.append(len(work.keywords["commands"]))
+        return await write_sql(work)
+
+    monkeypatch.setattr(db, "write_sql", counting)
+    return sizes
+
+
+async def lock_after_turns(ledger: Ledger, turns: int) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await ledger.lock(f"after-{turns}", T, 1, timeout_seconds=60)
+
+
+async def test_commands_still_arriving_join_the_batch(
+    ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_transactions(db, monkeypatch)
+    # one new command each loop turn, for fewer turns than the batcher waits
+    await asyncio.gather(*(lock_after_turns(ledger, t) for t in range(MAX_GATHER_TURNS)))
+    assert sizes == [MAX_GATHER_TURNS]
+
+
+async def test_a_batch_waits_a_bounded_number_of_turns(
+    ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_transactions(db, monkeypatch)
+    # commands that keep arriving every turn do not hold the first one back for ever
+    await asyncio.gather(*(lock_after_turns(ledger, t) for t in range(4 * MAX_GATHER_TURNS)))
+    assert sum(sizes) == 4 * MAX_GATHER_TURNS
+    assert MAX_GATHER_TURNS <= sizes[0] <= MAX_GATHER_TURNS + 1  # the drainer's own turn
+    assert len(sizes) > 1
+
+
+async def test_a_lone_command_is_written_after_one_turn(
+    ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_transactions(db, monkeypatch)
+    late = asyncio.create_task(lock_after_turns(ledger, 2))
+    await ledger.lock("alone", T, 1, timeout_seconds=60)  # nothing else came in its turn
+    await late
+    assert sizes == [1, 1]
 
 
 async def test_history_and_balance(ledger: Ledger) -> None:
