@@ -11,7 +11,6 @@ its cost); on SQLite one statement per table (statements cost microseconds there
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -88,7 +87,7 @@ def apply_commands(
         if trusted:  # an id the snapshot took for unused was not
             raise StaleSnapshot from None
         raise
-    written = {t.id: dataclasses.replace(t, seq=seqs[t.id]) for t in outcome.new_transfers}
+    written = {t.id: t.numbered(seqs[t.id]) for t in outcome.new_transfers}
     if snapshot is not None:
         snapshot.record(outcome, written)
     if sql.pg:
