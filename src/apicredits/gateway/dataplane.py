@@ -26,7 +26,7 @@ from apicredits.auth.usage_tokens import check_usage_token, issue_usage_token
 from apicredits.errors import ApicreditsError, InvalidInput, NotFound
 from apicredits.gateway.errors import domain_error_response
 from apicredits.gateway.jobs import Job
-from apicredits.gateway.proxy import Proxy
+from apicredits.gateway.proxy import Proxy, request_headers
 from apicredits.metering import UsageStore
 from apicredits.money import require_micro
 from apicredits.providers.base import Route
@@ -101,7 +101,7 @@ def json_api(name: str) -> Callable[[Callable[[Request, Principal], Awaitable[An
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    content_type = request.headers.get("content-type", "application/json").split(";")[0]
+    content_type = request_headers(request).get("content-type", "application/json").split(";")[0]
     if content_type.strip().lower() not in ("application/json", ""):
         raise InvalidInput("expected application/json")
     try:
@@ -200,12 +200,12 @@ async def execute(request: Request, principal: Principal) -> Any:
         raise InvalidInput("request must be the provider request object", field="request")
     model = body.get("model") if route.dialect == "gemini" else None
     check_usage_token(
-        proxy.rt.authority, request.headers.get(USAGE_AUTH), principal, job_id=job_id,
+        proxy.rt.authority, request_headers(request).get(USAGE_AUTH), principal, job_id=job_id,
         now=int(time.time()),
     )  # fmt: skip
     job = await proxy.jobs.get(job_id, principal.tenant_id)
     raw = json.dumps(call_body, sort_keys=True).encode()
-    key = request.headers.get("idempotency-key")
+    key = request_headers(request).get("idempotency-key")
     admitted = await proxy.admit(
         route, call_body, raw, principal, model, key, job=job, path=request.url.path
     )
@@ -264,14 +264,15 @@ async def capabilities(request: Request) -> Response:
     """The token endpoint (see ``auth.issuer``): form in, capability token out."""
     proxy = proxy_of(request)
     try:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = request_headers(request).get("content-type", "")
+        content_type = content_type.split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             raise InvalidInput(
                 "expected application/x-www-form-urlencoded (an OAuth token request)"
             )
         form = _form(await request.body())
         body, headers = await proxy.rt.token_issuer.issue(
-            form, dpop=request.headers.get("dpop"), url=proxy.public_url(request)
+            form, dpop=request_headers(request).get("dpop"), url=proxy.public_url(request)
         )
         response: Response = JSONResponse(body, headers=headers)
     except ApicreditsError as exc:

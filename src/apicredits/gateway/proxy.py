@@ -132,7 +132,7 @@ class Proxy:
         started = time.perf_counter()
         try:
             principal = await self.rt.authenticator.authenticate(
-                request.headers, method=request.method, url=self.public_url(request)
+                request_headers(request), method=request.method, url=self.public_url(request)
             )
         except ApicreditsError as exc:
             self.metrics.child(
@@ -152,7 +152,7 @@ class Proxy:
         base = self.rt.settings.public_url
         if base:
             return base.rstrip("/") + path
-        host = request.headers.get("host")
+        host = request_headers(request).get("host")
         if host is None:  # HTTP/1.0 without Host: what the socket says
             server = scope.get("server") or ("localhost", 80)
             host = f"{server[0]}:{server[1]}"
@@ -164,9 +164,8 @@ class Proxy:
             raw = await request.body()
             body = _json_body(request, raw)
             principal = await self.authenticate(request)
-            key = request.headers.get("idempotency-key") or request.headers.get(
-                "apicredits-request-id"
-            )
+            sent = request_headers(request)
+            key = sent.get("idempotency-key") or sent.get("apicredits-request-id")
             admitted = await self.admit(
                 route, body, raw, principal, model, key, job=None, path=request.scope["path"]
             )
@@ -300,11 +299,12 @@ class Proxy:
         assert self.http is not None
         upstream = call.target.upstream
         headers = {"content-type": "application/json", **upstream.auth_headers(call.route.dialect)}
+        sent = request_headers(request)
         for name in _FORWARDED:
-            if name in request.headers and name not in headers:
-                headers[name] = request.headers[name]
+            if name in sent and name not in headers:
+                headers[name] = sent[name]
         if upstream.is_simulator:  # failure modes and usage modifiers of the simulator
-            headers.update({k: v for k, v in request.headers.items() if k.startswith("x-sim-")})
+            headers.update({k: v for k, v in sent.items() if k.startswith("x-sim-")})
         if self.upstream_headers is not None:
             headers.update(await self.upstream_headers(call))
         url = _upstream_url(upstream.base_url, call.route, call.target.upstream_model)
@@ -571,8 +571,28 @@ def receipt_headers(request_id: str) -> dict[str, str]:
     return {"apicredits-receipt": eid, "apicredits-receipt-url": f"/v1/usage/{eid}/proof"}
 
 
+def request_headers(request: Request) -> dict[str, str]:
+    """The request's headers as a plain dict with lower-case names, built once per request
+    (Starlette's ``Headers`` scans the raw list on every lookup; a call makes ~15). A name
+    sent more than once maps to its values joined by ", " (RFC 9110 5.3), so a doubled
+    ``Authorization`` or ``DPoP`` fails to parse instead of one copy being picked."""
+    scope = request.scope
+    headers: dict[str, str] | None = scope.get(_HEADERS_KEY)
+    if headers is None:
+        headers = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        scope[_HEADERS_KEY] = headers
+    return headers
+
+
+_HEADERS_KEY = "apicredits.headers"
+
+
 def _json_body(request: Request, raw: bytes) -> object:
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    content_type = request_headers(request).get("content-type", "application/json")
+    content_type = content_type.split(";")[0].strip()
     if content_type.lower() not in ("application/json", ""):
         raise InvalidInput(f"expected application/json, got {content_type!r}")
     try:

@@ -239,6 +239,10 @@ def test_dpop_refusals_at_the_gateway(gateway: Gateway) -> None:
         assert error["code"] == "invalid_dpop_proof"
     no_proof = httpx.post(url, json=CHAT, headers={"Authorization": f"DPoP {access}"})
     refused(no_proof, 401, "missing")
+    # RFC 9449 4.3: more than one DPoP header is refused, though each proof would pass
+    two_proofs = [("Authorization", f"DPoP {access}"), ("DPoP", proof()), ("DPoP", proof())]
+    refused(httpx.post(url, json=CHAT, headers=two_proofs), 401, "malformed")
+    assert call(gateway, access, svc.key, nonce, proof=proof()).status_code == 200
 
 
 def test_token_refusals_at_the_gateway(gateway: Gateway) -> None:

@@ -317,6 +317,16 @@ def test_unauthenticated(gateway: Gateway) -> None:
     assert r.json()["error"]["type"] == "unauthorized"
 
 
+def test_a_credential_sent_twice_is_refused(gateway: Gateway) -> None:
+    _, key = gateway.tenant()
+    chat = {"model": "sim-gpt", "messages": PROMPT, "max_tokens": 8}
+    url = f"{gateway.url}/v1/chat/completions"
+    auth = ("Authorization", f"Bearer {key}")
+    assert httpx.post(url, json=chat, headers=[auth]).status_code == 200
+    # one header, one credential: a second copy is not silently ignored
+    assert httpx.post(url, json=chat, headers=[auth, auth]).status_code == 401
+
+
 @pytest.mark.parametrize(
     ("fail", "status", "code"),
     [
