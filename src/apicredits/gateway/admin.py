@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from apicredits.chain.debts import outstanding
 from apicredits.errors import InvalidInput, Unauthorized
 from apicredits.gateway import schemas
+from apicredits.gateway.headers import bearer_token, request_headers
 from apicredits.gateway.signin import session_tenant
 from apicredits.ledger import Transfer
 from apicredits.runtime import Runtime
@@ -31,8 +32,7 @@ def runtime(request: Request) -> Runtime:
 async def require_admin(request: Request, rt: Annotated[Runtime, Depends(runtime)]) -> None:
     """The operator's admin token opens everything; a tenant owner's wallet session (see
     ``signin``) opens that tenant's own routes."""
-    header = request.headers.get("authorization", "")
-    presented = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    presented = bearer_token(request)
     if presented and hmac.compare_digest(presented.encode(), rt.admin_token.encode()):
         request.state.operator = True
         return
@@ -328,7 +328,7 @@ async def refund_lock(
 async def upload_tariff(request: Request, rt: RT) -> dict[str, Any]:
     """Upload a tariff version as TOML (``application/toml``) or JSON."""
     raw = await request.body()
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = request_headers(request).get("content-type", "").split(";")[0].strip().lower()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -25,8 +25,9 @@ from apicredits.auth.usage_tokens import HEADER as USAGE_AUTH
 from apicredits.auth.usage_tokens import check_usage_token, issue_usage_token
 from apicredits.errors import ApicreditsError, InvalidInput, NotFound
 from apicredits.gateway.errors import domain_error_response
+from apicredits.gateway.headers import request_headers
 from apicredits.gateway.jobs import Job
-from apicredits.gateway.proxy import Proxy, request_headers
+from apicredits.gateway.proxy import Proxy
 from apicredits.metering import UsageStore
 from apicredits.money import require_micro
 from apicredits.providers.base import Route

@@ -31,6 +31,7 @@ from apicredits.db.schema import epoch_lines, epochs, usage_events, usage_record
 from apicredits.errors import ApicreditsError, InvalidInput, NotFound, Unauthorized
 from apicredits.gateway.dataplane import json_object, proxy_of
 from apicredits.gateway.errors import domain_error_response
+from apicredits.gateway.headers import bearer_token
 
 __all__ = ["record_receipt", "routes"]
 
@@ -135,8 +136,7 @@ def record_receipt(conn: Connection, body: dict[str, Any]) -> dict[str, Any]:
 
 def _is_operator(request: Request) -> bool:
     token: str = proxy_of(request).rt.admin_token
-    header = request.headers.get("authorization", "")
-    presented = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    presented = bearer_token(request)
     return bool(presented) and hmac.compare_digest(presented.encode(), token.encode())
 
 

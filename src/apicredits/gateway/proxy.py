@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 
 from apicredits.auth.capabilities import require_scope
 from apicredits.errors import ApicreditsError, InvalidInput, RateLimited
+from apicredits.gateway.headers import request_headers
 from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
 from apicredits.gateway.jobs import Job, JobStore
 from apicredits.gateway.metrics import Metrics
@@ -569,25 +570,6 @@ def receipt_headers(request_id: str) -> dict[str, str]:
     """The per-call receipt: the call's usage event id and where its proof will be."""
     eid = "0x" + event_id(request_id).hex()
     return {"apicredits-receipt": eid, "apicredits-receipt-url": f"/v1/usage/{eid}/proof"}
-
-
-def request_headers(request: Request) -> dict[str, str]:
-    """The request's headers as a plain dict with lower-case names, built once per request
-    (Starlette's ``Headers`` scans the raw list on every lookup; a call makes ~15). A name
-    sent more than once maps to its values joined by ", " (RFC 9110 5.3), so a doubled
-    ``Authorization`` or ``DPoP`` fails to parse instead of one copy being picked."""
-    scope = request.scope
-    headers: dict[str, str] | None = scope.get(_HEADERS_KEY)
-    if headers is None:
-        headers = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        scope[_HEADERS_KEY] = headers
-    return headers
-
-
-_HEADERS_KEY = "apicredits.headers"
 
 
 def _json_body(request: Request, raw: bytes) -> object:

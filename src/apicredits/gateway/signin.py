@@ -25,6 +25,7 @@ from pydantic import Field, StrictStr
 
 from apicredits.auth.errors import TokenError
 from apicredits.auth.siwe import verify_siwe
+from apicredits.gateway.headers import request_headers
 from apicredits.gateway.schemas import Body, Id
 from apicredits.runtime import Runtime
 
@@ -80,7 +81,7 @@ def expected_domain(rt: Runtime, request: Request) -> str:
     base = rt.settings.public_url
     if base:
         return base.split("://", 1)[-1].split("/", 1)[0]
-    return request.headers.get("host", "")
+    return request_headers(request).get("host", "")
 
 
 @router.get("/nonce")
