@@ -9,8 +9,10 @@ or with ``--postgres`` its own new database on that server, dropped afterwards; 
 ``src`` first on ``PYTHONPATH``), all at once, then alternates short loads of
 ``--connections`` between them (the order flips every round) and prints, per tree, the
 median requests/s and p50 latency and the median and lowest CPU each worker spent per
-request. A machine whose speed drifts by tens of percent within minutes (as shared VMs
-do) still gives a fair comparison this way; separate ``bench/gateway.py`` runs do not.
+request; then, for each further tree, its CPU and requests/s as ratios to the first
+tree's, paired by round (the median ratio and its middle half). A machine whose speed
+drifts by tens of percent within minutes (as shared VMs do) still gives a fair
+comparison this way; separate ``bench/gateway.py`` runs do not.
 """
 
 from __future__ import annotations
@@ -99,6 +101,17 @@ def compare(
             f"p50 median {statistics.median(r[1] for r in runs):6.3f} ms | "
             f"CPU/req median {statistics.median(r[2] for r in runs):5.0f} µs, "
             f"lowest {min(r[2] for r in runs):5.0f} µs ({len(runs)} loads)"
+        )
+    # Each round loads every tree back to back, so a round's ratio cancels most of the drift
+    # that the medians above still carry.
+    (first, base), *others = figures.items()
+    for name, runs in others:
+        cpu = sorted(r[2] / b[2] for r, b in zip(runs, base, strict=True))
+        rps = statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True))
+        print(
+            f"{name:<10} vs {first}, paired by round: CPU/req x{statistics.median(cpu):.3f} "
+            f"(middle half x{cpu[len(cpu) // 4]:.3f}-x{cpu[(3 * len(cpu)) // 4]:.3f}), "
+            f"req/s x{rps:.3f}"
         )
     return 0
 
