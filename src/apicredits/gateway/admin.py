@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from apicredits.chain.debts import outstanding
 from apicredits.errors import InvalidInput, Unauthorized
 from apicredits.gateway import schemas
-from apicredits.gateway.headers import bearer_token, request_headers
+from apicredits.gateway.headers import bearer_token, media_type
 from apicredits.gateway.signin import session_tenant
 from apicredits.ledger import Transfer
 from apicredits.runtime import Runtime
@@ -328,7 +328,7 @@ async def refund_lock(
 async def upload_tariff(request: Request, rt: RT) -> dict[str, Any]:
     """Upload a tariff version as TOML (``application/toml``) or JSON."""
     raw = await request.body()
-    content_type = request_headers(request).get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

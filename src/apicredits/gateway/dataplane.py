@@ -25,7 +25,7 @@ from apicredits.auth.usage_tokens import HEADER as USAGE_AUTH
 from apicredits.auth.usage_tokens import check_usage_token, issue_usage_token
 from apicredits.errors import ApicreditsError, InvalidInput, NotFound
 from apicredits.gateway.errors import domain_error_response
-from apicredits.gateway.headers import request_headers
+from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.jobs import Job
 from apicredits.gateway.proxy import Proxy
 from apicredits.metering import UsageStore
@@ -102,8 +102,7 @@ def json_api(name: str) -> Callable[[Callable[[Request, Principal], Awaitable[An
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    content_type = request_headers(request).get("content-type", "application/json").split(";")[0]
-    if content_type.strip().lower() not in ("application/json", ""):
+    if media_type(request) not in ("application/json", ""):
         raise InvalidInput("expected application/json")
     try:
         body = json.loads(await request.body())
@@ -265,9 +264,7 @@ async def capabilities(request: Request) -> Response:
     """The token endpoint (see ``auth.issuer``): form in, capability token out."""
     proxy = proxy_of(request)
     try:
-        content_type = request_headers(request).get("content-type", "")
-        content_type = content_type.split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
+        if media_type(request) != "application/x-www-form-urlencoded":
             raise InvalidInput(
                 "expected application/x-www-form-urlencoded (an OAuth token request)"
             )

@@ -23,6 +23,11 @@ def request_headers(request: Request) -> dict[str, str]:
     return headers
 
 
+def media_type(request: Request) -> str:
+    """The request's ``Content-Type`` without parameters, in lower case; "" if not sent."""
+    return request_headers(request).get("content-type", "").split(";")[0].strip().lower()
+
+
 def bearer_token(request: Request) -> str:
     """The token of ``Authorization: Bearer <token>``; empty if there is none."""
     header = request_headers(request).get("authorization", "")

@@ -24,7 +24,7 @@ from starlette.responses import Response, StreamingResponse
 
 from apicredits.auth.capabilities import require_scope
 from apicredits.errors import ApicreditsError, InvalidInput, RateLimited
-from apicredits.gateway.headers import request_headers
+from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
 from apicredits.gateway.jobs import Job, JobStore
 from apicredits.gateway.metrics import Metrics
@@ -573,9 +573,8 @@ def receipt_headers(request_id: str) -> dict[str, str]:
 
 
 def _json_body(request: Request, raw: bytes) -> object:
-    content_type = request_headers(request).get("content-type", "application/json")
-    content_type = content_type.split(";")[0].strip()
-    if content_type.lower() not in ("application/json", ""):
+    content_type = media_type(request)
+    if content_type not in ("application/json", ""):
         raise InvalidInput(f"expected application/json, got {content_type!r}")
     try:
         return parse_json(raw, "request body")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from apicredits.gateway.headers import bearer_token, request_headers
+from apicredits.gateway.headers import bearer_token, media_type, request_headers
 
 
 def request(*headers: tuple[bytes, bytes]) -> Request:
@@ -35,3 +35,10 @@ def test_bearer_token() -> None:
     assert bearer_token(request()) == ""
     doubled = request((b"authorization", b"Bearer tok"), (b"authorization", b"Bearer tok"))
     assert bearer_token(doubled) == "tok, Bearer tok"  # never equal to the one token
+
+
+def test_media_type() -> None:
+    assert media_type(request((b"content-type", b"Application/JSON; charset=utf-8"))) == (
+        "application/json"
+    )
+    assert media_type(request()) == ""
