@@ -31,8 +31,8 @@ from apicredits.errors import InvalidInput
 T = TypeVar("T")
 
 
-class _WriteLockBusy(Exception):
-    """Another connection holds SQLite's write lock right now."""
+class WriteBusy(Exception):
+    """A write cannot start on the calling thread this instant (``Database.write_now``)."""
 
 
 log = logging.getLogger("apicredits.db")
@@ -117,10 +117,18 @@ class Database:
         if self._checkpointer is not None:  # a file database: try it right here first
             try:
                 return self._write_inline(work)
-            except _WriteLockBusy:
+            except WriteBusy:
                 pass  # another connection writes: wait for the lock on the writer thread
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._write_raw, work)
+
+    def write_now(self, work: Callable[[Sql], T]) -> T:
+        """Like ``write_sql``, but on the calling thread at once, never waiting: only a SQLite
+        file whose write lock is free this instant can; otherwise (PostgreSQL, an in-memory
+        database, another connection writing) it raises ``WriteBusy``, having done nothing."""
+        if self._checkpointer is None:
+            raise WriteBusy
+        return self._write_inline(work)
 
     def _write_inline(self, work: Callable[[Sql], T]) -> T:
         """One short write transaction on the event loop's thread, if the write lock is free
@@ -134,7 +142,7 @@ class Database:
             raw.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
-                raise _WriteLockBusy from exc
+                raise WriteBusy from exc
             raise
         return _finish(raw, work)
 

@@ -5,18 +5,27 @@ throughput grows with concurrency instead of paying one commit per transfer (the
 TigerBeetle recipe). If a batch's transaction fails as a whole (say, another process won
 a race to a unique transfer id), its commands are retried one per transaction so each
 gets its own answer.
+
+At a quiet time a command skips the queue: when the last batch was a lone command and no
+other command was written earlier in this turn of the event loop, it is written at once on
+its caller's task, if the database can do that without waiting (``Database.write_now``:
+SQLite with its write lock free). That spares each ledger step of a lone call a task and
+two loop turns (measured at 1 connection: -7% CPU per call, p50 -0.06 ms; no change at 4
+and 8). Under load the last batch held several commands, so commands queue and share
+transactions as above; when load arrives all at once, the first command goes alone and
+the rest of its turn share a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from apicredits.db.engine import Database
+from apicredits.db.engine import Database, WriteBusy
 from apicredits.ledger.model import Command
 from apicredits.ledger.rules import Result
 from apicredits.ledger.snapshot import StaleSnapshot
@@ -37,9 +46,15 @@ class Batcher:
         self._max_batch = max_batch
         self._queue: list[tuple[Command, asyncio.Future[Outcome]]] = []
         self._drainer: asyncio.Task[None] | None = None
+        self._last_batch = 1  # commands in the batch the drainer wrote last
+        self._wrote_this_turn = False  # a command was written at once in this loop turn
 
     async def submit(self, command: Command) -> Outcome:
         """The command's result and the available credits of the accounts it touched."""
+        if self._quiet():
+            outcome = self._write_now(command)
+            if outcome is not None:
+                return outcome
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append((command, future))
         if self._drainer is None:
@@ -47,6 +62,32 @@ class Batcher:
         # A caller that gives up cancels only its own future: the batch, shared with other
         # callers, runs in the drainer's task and skips futures that are already done.
         return await future
+
+    def _quiet(self) -> bool:
+        return (
+            self._drainer is None
+            and not self._queue
+            and self._last_batch == 1
+            and not self._wrote_this_turn
+        )
+
+    def _write_now(self, command: Command) -> Outcome | None:
+        """Write a lone command without waiting or yielding; None when the database cannot
+        do that now: the command then takes the queue's path."""
+        work = self._work([command])
+        try:
+            try:
+                (result,), available = self._db.write_now(work)
+            except StaleSnapshot:  # rolled back; this time read everything
+                (result,), available = self._db.write_now(partial(work, trust_snapshot=False))
+        except WriteBusy:
+            return None
+        self._wrote_this_turn = True
+        asyncio.get_running_loop().call_soon(self._next_turn)
+        return result, available
+
+    def _next_turn(self) -> None:
+        self._wrote_this_turn = False
 
     async def submit_many(self, commands: list[Command]) -> list[Result]:
         return [r for r, _ in await asyncio.gather(*(self.submit(c) for c in commands))]
@@ -68,6 +109,7 @@ class Batcher:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 commands = [c for c, _ in batch]
+                self._last_batch = len(commands)
                 outcomes: list[Outcome | BaseException]
                 try:
                     results, available = await self._write(commands)
@@ -96,9 +138,11 @@ class Batcher:
             self._drainer = None
 
     async def _write(self, commands: list[Command]) -> tuple[list[Result], dict[str, int]]:
-        now_us = self._clock_us()
-        work = functools.partial(apply_commands, commands=commands, now_us=now_us)
+        work = self._work(commands)
         try:
             return await self._db.write_sql(work)
         except StaleSnapshot:  # rolled back; this time read everything
-            return await self._db.write_sql(functools.partial(work, trust_snapshot=False))
+            return await self._db.write_sql(partial(work, trust_snapshot=False))
+
+    def _work(self, commands: list[Command]) -> partial[tuple[list[Result], dict[str, int]]]:
+        return partial(apply_commands, commands=commands, now_us=self._clock_us())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
@@ -50,16 +51,23 @@ async def test_concurrent_commands_share_batches(ledger: Ledger) -> None:
     assert (balance.available_micro, balance.locked_micro) == (0, 1_000)
 
 
-def count_transactions(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of commands in each write transaction from now on."""
-    sizes: list[int] = []
-    write_sql = db.write_sql
+def count_transactions(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """How each write transaction from now on was made ("now": at once on the caller's
+    task; "batch": by the queue's drainer) and how many commands it held."""
+    sizes: list[tuple[str, int]] = []
+    write_sql, write_now = db.write_sql, db.write_now
 
-    async def counting(work: Any) -> Any:
-        sizes.append(len(work.keywords["commands"]))
+    async def batch(work: Any) -> Any:
+        sizes.append(("batch", len(work.keywords["commands"])))
         return await write_sql(work)
 
-    monkeypatch.setattr(db, "write_sql", counting)
+    def now(work: Any) -> Any:
+        result = write_now(work)
+        sizes.append(("now", len(work.keywords["commands"])))
+        return result
+
+    monkeypatch.setattr(db, "write_sql", batch)
+    monkeypatch.setattr(db, "write_now", now)
     return sizes
 
 
@@ -69,34 +77,86 @@ async def lock_after_turns(ledger: Ledger, turns: int) -> None:
     await ledger.lock(f"after-{turns}", T, 1, timeout_seconds=60)
 
 
-async def test_commands_still_arriving_join_the_batch(
+async def busy(ledger: Ledger) -> None:
+    """Load as a gateway sees it: three commands in one turn (the first is written at once,
+    the other two share a batch), after which commands queue for batches."""
+    await asyncio.gather(*(ledger.lock(f"busy-{i}", T, 1, timeout_seconds=60) for i in range(3)))
+
+
+async def test_a_command_at_a_quiet_time_is_written_at_once(
     ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes = count_transactions(db, monkeypatch)
+    turned: list[bool] = []
+    asyncio.get_running_loop().call_soon(turned.append, True)
+    await ledger.lock("quiet", T, 1, timeout_seconds=60)
+    assert turned == []  # written without giving the loop a turn
+    assert sizes == [("now", 1)]
+    await asyncio.sleep(0)
+    await ledger.lock("quiet-again", T, 1, timeout_seconds=60)
+    assert sizes == [("now", 1), ("now", 1)]
+
+
+async def test_company_in_the_same_turn_makes_batches(
+    ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_transactions(db, monkeypatch)
+    await busy(ledger)
+    assert sizes == [("now", 1), ("batch", 2)]
+    await asyncio.gather(*(ledger.lock(f"x{i}", T, 1, timeout_seconds=60) for i in range(5)))
+    assert sizes[2:] == [("batch", 5)]  # still under load: all five share one batch
+    await ledger.lock("lone", T, 1, timeout_seconds=60)  # load is over: one turn's wait,
+    await ledger.lock("quiet", T, 1, timeout_seconds=60)  # then at once again
+    assert sizes[3:] == [("batch", 1), ("now", 1)]
+    assert (await ledger.balance(T)).locked_micro == 3 + 5 + 2
+
+
+async def test_a_command_waits_for_a_write_lock_held_elsewhere(
+    ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_transactions(db, monkeypatch)
+    other = sqlite3.connect(db.sqlite_path or "", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing
+    task = asyncio.create_task(ledger.lock("waits", T, 1, timeout_seconds=60))
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    other.execute("COMMIT")
+    other.close()
+    assert (await task).id == "waits"
+    assert sizes == [("batch", 1)]
+
+
+async def test_commands_still_arriving_join_the_batch(
+    ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await busy(ledger)
+    sizes = count_transactions(db, monkeypatch)
     # one new command each loop turn, for fewer turns than the batcher waits
     await asyncio.gather(*(lock_after_turns(ledger, t) for t in range(MAX_GATHER_TURNS)))
-    assert sizes == [MAX_GATHER_TURNS]
+    assert sizes == [("batch", MAX_GATHER_TURNS)]
 
 
 async def test_a_batch_waits_a_bounded_number_of_turns(
     ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    await busy(ledger)
     sizes = count_transactions(db, monkeypatch)
     # commands that keep arriving every turn do not hold the first one back for ever
     await asyncio.gather(*(lock_after_turns(ledger, t) for t in range(4 * MAX_GATHER_TURNS)))
-    assert sum(sizes) == 4 * MAX_GATHER_TURNS
-    assert MAX_GATHER_TURNS <= sizes[0] <= MAX_GATHER_TURNS + 1  # the drainer's own turn
+    assert sum(n for _, n in sizes) == 4 * MAX_GATHER_TURNS
+    assert MAX_GATHER_TURNS <= sizes[0][1] <= MAX_GATHER_TURNS + 1  # the drainer's own turn
     assert len(sizes) > 1
 
 
-async def test_a_lone_command_is_written_after_one_turn(
+async def test_under_load_a_lone_command_is_written_after_one_turn(
     ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    await busy(ledger)
     sizes = count_transactions(db, monkeypatch)
     late = asyncio.create_task(lock_after_turns(ledger, 2))
     await ledger.lock("alone", T, 1, timeout_seconds=60)  # nothing else came in its turn
     await late
-    assert sizes == [1, 1]
+    assert sizes == [("batch", 1), ("now", 1)]
 
 
 async def test_history_and_balance(ledger: Ledger) -> None:
@@ -172,6 +232,7 @@ async def test_sweeper_task_runs_and_stops(ledger: Ledger) -> None:
 
 
 async def test_a_caller_that_gives_up_leaves_the_shared_batch_alone(ledger: Ledger) -> None:
+    await busy(ledger)
     gives_up = asyncio.create_task(ledger.lock("a", T, 10, timeout_seconds=60))
     waits = asyncio.create_task(ledger.lock("b", T, 10, timeout_seconds=60))
     await asyncio.sleep(0)  # both commands are queued for one batch
@@ -180,5 +241,5 @@ async def test_a_caller_that_gives_up_leaves_the_shared_batch_alone(ledger: Ledg
     with pytest.raises(asyncio.CancelledError):
         await gives_up
     # the batch was written whole: "a" holds its credits though its caller stopped waiting
-    assert (await ledger.balance(T)).locked_micro == 20
+    assert (await ledger.balance(T)).locked_micro == 3 + 20
     assert (await ledger.transfer("a")) is not None
