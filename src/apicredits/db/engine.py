@@ -61,6 +61,7 @@ class Database:
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._checkpointer: Checkpointer | None = None  # SQLite files only
         if self.dialect == "sqlite":
             database = make_url(self.url).database
             if database and database != ":memory:":
