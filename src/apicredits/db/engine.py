@@ -124,9 +124,9 @@ class Database:
         return await loop.run_in_executor(self._writer, self._write_raw, work)
 
     def write_now(self, work: Callable[[Sql], T]) -> T:
-        """Like ``write_sql``, but on the calling thread at once, never waiting: only a SQLite
-        file whose write lock is free this instant can; otherwise (PostgreSQL, an in-memory
-        database, another connection writing) it raises ``WriteBusy``, having done nothing."""
+        """Like ``write_sql``, but on the calling thread at once, never waiting: only SQLite
+        can, when its write lock is free this instant; otherwise (PostgreSQL, or another
+        connection writing) it raises ``WriteBusy``, having done nothing."""
         if self._checkpointer is None:
             raise WriteBusy
         return self._write_inline(work)
