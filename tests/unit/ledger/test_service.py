@@ -97,6 +97,16 @@ async def test_a_command_at_a_quiet_time_is_written_at_once(
     assert sizes == [("now", 1), ("now", 1)]
 
 
+async def test_one_tasks_commands_in_one_turn_are_all_written_at_once(
+    ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = count_transactions(db, monkeypatch)
+    await ledger.lock("first", T, 5, timeout_seconds=60)
+    await ledger.consume("first:use", "first", 3)  # no other task came: no company
+    assert sizes == [("now", 1), ("now", 1)]
+    assert (await ledger.balance(T)).spent_micro == 3
+
+
 async def test_company_in_the_same_turn_makes_batches(
     ledger: Ledger, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
