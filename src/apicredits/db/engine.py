@@ -115,11 +115,10 @@ class Database:
         if self._async is not None:
             async with self._async.begin() as conn:
                 return await conn.run_sync(lambda c: work(Sql(c, facts=self._facts)))
-        if self._checkpointer is not None:  # a file database: try it right here first
-            try:
-                return self._write_inline(work)
-            except WriteBusy:
-                pass  # another connection writes: wait for the lock on the writer thread
+        try:  # a file database: try it right here first
+            return self._write_inline(work)
+        except WriteBusy:
+            pass  # another connection writes: wait for the lock on the writer thread
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._write_raw, work)
 
@@ -127,14 +126,14 @@ class Database:
         """Like ``write_sql``, but on the calling thread at once, never waiting: only SQLite
         can, when its write lock is free this instant; otherwise (PostgreSQL, or another
         connection writing) it raises ``WriteBusy``, having done nothing."""
-        if self._checkpointer is None:
-            raise WriteBusy
         return self._write_inline(work)
 
     def _write_inline(self, work: Callable[[Sql], T]) -> T:
         """One short write transaction on the event loop's thread, if the write lock is free
         this instant (``busy_timeout=0``): a hot-path transaction takes ~0.1 ms, a hop to the
         writer thread and back ~0.2 ms more (measured), and the loop never waits for a lock."""
+        if self._checkpointer is None:  # PostgreSQL (or no file)
+            raise WriteBusy
         raw = self._inline_raw
         if raw is None:
             raw = self._inline_raw = _connect_sqlite(self._sqlite_path)
