@@ -77,8 +77,8 @@ def _freeze_startup_heap() -> bool:
     """Move what start-up left on the heap (libraries, models, the app: ~170,000 objects that
     live as long as the process) out of the garbage collector's sight, so that a full
     collection scans only what came later. Under load a full collection then pauses a
-    worker ~3 ms instead of ~100 ms. Returns whether it froze (not if another app in this
-    process already has; its shutdown unfreezes)."""
+    worker ~3 ms instead of ~100 ms. Returns whether it froze: not if another app in this
+    process already has (tests run several), whose shutdown then unfreezes."""
     if gc.get_freeze_count():
         return False
     gc.collect()
