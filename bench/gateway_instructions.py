@@ -1,0 +1,121 @@
+"""Instructions per request of one gateway worker, counted by valgrind's callgrind: the
+A/B that a noisy machine cannot blur.
+
+    .venv/bin/python bench/gateway_instructions.py [--requests 1000] [--connections 8]
+        base=/tmp/base/src new=src
+
+For each tree in turn: one simulator, one gateway worker under ``valgrind --tool=callgrind``
+(its ``src`` first on ``PYTHONPATH``, SQLite and in-process limits, counting switched off
+until the worker has warmed up on 300 requests), then ``--requests`` non-streaming chat
+calls at ``--connections``, counted. Prints each tree's instructions per request, in the
+worker's process (all threads, user space: the kernel's share of a call is not counted),
+and each further tree's ratio to the first. The same tree measured twice agrees within
+~1.5%, whatever else the machine does; ``bench/gateway_ab.py`` times the same comparison
+and needs a difference of ~10% to see it. A run takes about a minute per tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import gateway as bench
+import loadgen
+
+WARM_UP = 300
+
+
+def count(src: str, requests: int, connections: int) -> float:
+    """Instructions per request of a gateway worker running ``src``."""
+    data = tempfile.mkdtemp(prefix="apicredits-instructions-")
+    sim_port, port = bench.free_port(), bench.free_port()
+    env = {**bench.gateway_env(data, sim_port), "PYTHONPATH": str(Path(src).resolve())}
+    out = Path(data, "callgrind.out")
+    sim = subprocess.Popen([str(bench.BIN), "provider-sim", "--port", str(sim_port)], env=env)
+    callgrind = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={out}",
+    ]
+    gw = subprocess.Popen(
+        [
+            *callgrind,
+            sys.executable,
+            "-m",
+            "apicredits",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        bench.wait_http(f"http://127.0.0.1:{sim_port}/v1/models")
+        bench.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=600)
+        _, _, headers = bench.funded_tenant(port)
+        request = loadgen.build_request(
+            "127.0.0.1", port, "/v1/chat/completions", bench.BODY, headers
+        )
+        loadgen.run("127.0.0.1", port, request, connections, 3600, WARM_UP)
+        _control(gw.pid, "--instr=on")
+        done = loadgen.run("127.0.0.1", port, request, connections, 3600, requests)
+        _control(gw.pid, "--instr=off")
+        _control(gw.pid, "--dump")
+        if done.errors:
+            raise SystemExit(f"{src}: {done.errors} errors")
+        return _totals(out) / done.requests
+    finally:
+        for proc in (gw, sim):
+            proc.terminate()
+            proc.wait(60)
+
+
+def _control(pid: int, option: str) -> None:
+    subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
+
+
+def _totals(out: Path) -> int:
+    """The events counted in the worker's dumps (``totals:`` of each part file)."""
+    total = 0
+    for part in out.parent.glob(out.name + ".*"):
+        for line in part.read_text().splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    if not total:
+        raise SystemExit(f"callgrind wrote no counts to {out}.*")
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("trees", nargs="+", help="NAME=SRC_DIR, e.g. base=/tmp/base/src")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    trees = [t.split("=", 1) for t in args.trees]
+    if any(len(t) != 2 or not Path(t[1], "apicredits").is_dir() for t in trees):
+        parser.error("each tree is NAME=SRC_DIR, with SRC_DIR holding the apicredits package")
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        parser.error("needs valgrind (Debian: apt-get install valgrind)")
+    print(f"{args.requests:,} requests at {args.connections} connections, SQLite")
+    first = None
+    for name, src in trees:
+        per_request = count(src, args.requests, args.connections)
+        ratio = "" if first is None else f" (x{per_request / first:.3f} of {trees[0][0]})"
+        first = first or per_request
+        print(f"{name:<10} {per_request:12,.0f} instructions/request{ratio}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
