@@ -1,4 +1,5 @@
-"""A thin executor for the ledger's hand-written SQL (named ``:params``).
+"""A thin executor for the ledger's hand-written SQL (named ``:params``; on SQLite, rows
+of a hot write may go by position, ``rows``).
 
 The ledger's statements run on every call, so they skip SQLAlchemy's expression layer: on
 SQLite they go straight to the stdlib driver on the transaction's own connection (SQLite
@@ -61,7 +62,7 @@ class Sql:
             return int(self._raw.execute(sql, params or {}).rowcount)
         return int(self.conn.execute(_text(sql), dict(params or {})).rowcount)
 
-    def insert_rowid(self, sql: str, params: Params) -> int:
+    def insert_rowid(self, sql: str, params: Params | Sequence[Any]) -> int:
         """SQLite only: run one INSERT; returns the rowid SQLite gave the new row."""
         assert self._raw is not None
         rowid = self._raw.execute(sql, params).lastrowid
@@ -75,6 +76,12 @@ class Sql:
             self._raw.executemany(sql, rows)
         else:
             self.conn.execute(_text(sql), [dict(r) for r in rows])
+
+    def rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """SQLite only: ``sql`` once per row, its parameters bound by position (``?``)."""
+        assert self._raw is not None
+        if rows:
+            self._raw.executemany(sql, rows)
 
     def in_(self, column: str, values: Iterable[str], name: str) -> tuple[str, dict[str, Any]]:
         """``column IN values`` as SQL and its parameters."""

@@ -202,7 +202,8 @@ def write_outcome(sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]
         if len(rows) == 1:
             # A lone transfer (every call at low load): SQLite numbers it MAX(seq) + 1, as
             # below, and says which number, saving a statement.
-            seqs[rows[0]["id"]] = sql.insert_rowid(_insert_statement("transfers", rows[0]), rows[0])
+            statement, (only,) = _positional(rows)
+            seqs[rows[0]["id"]] = sql.insert_rowid(f"INSERT INTO transfers {statement}", only)
         else:
             # BEGIN IMMEDIATE holds the write lock, so numbering here cannot race (and one
             # executemany of a fixed statement beats a multi-row INSERT ... RETURNING, whose
@@ -210,37 +211,41 @@ def write_outcome(sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]
             (last,) = sql.all("SELECT COALESCE(MAX(seq), 0) FROM transfers")[0]
             for n, row in enumerate(rows, start=last + 1):
                 row["seq"] = seqs[row["id"]] = n
-            sql.many(_insert_statement("transfers", rows[0]), rows)
+            statement, values = _positional(rows)
+            sql.rows(f"INSERT INTO transfers {statement}", values)
         opened, closed = _open_lock_changes(new, known)
-        sql.many(
-            "INSERT INTO open_locks (expires_at_us, lock_id) VALUES (:e, :l)",
-            [{"e": e, "l": i} for e, i in opened],
-        )
-        sql.many(
-            "DELETE FROM open_locks WHERE expires_at_us = :e AND lock_id = :l",
-            [{"e": e, "l": i} for e, i in closed],
-        )
-    sql.many(
-        "UPDATE accounts SET debits_pending = :dp, debits_posted = :dpo, "
-        "credits_pending = :cp, credits_posted = :cpo WHERE id = :id",
+        sql.rows("INSERT INTO open_locks (expires_at_us, lock_id) VALUES (?, ?)", opened)
+        sql.rows("DELETE FROM open_locks WHERE expires_at_us = ? AND lock_id = ?", closed)
+    sql.rows(
+        "UPDATE accounts SET debits_pending = ?, debits_posted = ?, "
+        "credits_pending = ?, credits_posted = ? WHERE id = ?",
         [
-            {
-                "id": a.id,
-                "dp": a.debits_pending,
-                "dpo": a.debits_posted,
-                "cp": a.credits_pending,
-                "cpo": a.credits_posted,
-            }
+            (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted, a.id)
             for a in sorted(outcome.accounts.values(), key=lambda a: a.id)
         ],
     )
-    sql.many(
-        "UPDATE budget_usage SET used_micro = :u WHERE budget_id = :b AND period_key = :p",
-        [{"b": b, "p": p, "u": u} for (b, p), u in sorted(outcome.budget_usage.items())],
+    sql.rows(
+        "UPDATE budget_usage SET used_micro = ? WHERE budget_id = ? AND period_key = ?",
+        [(u, b, p) for (b, p), u in sorted(outcome.budget_usage.items())],
     )
     for table_name, table_rows in _attachments(outcome).items():
-        sql.many(_insert_statement(table_name, table_rows[0]), table_rows)
+        statement, values = _positional(table_rows)
+        sql.rows(f"INSERT INTO {table_name} {statement}", values)
     return seqs
+
+
+def _positional(rows: Sequence[Mapping[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+    """SQLite: ``(columns) VALUES (?, ...)`` for the first row's columns, and each row's
+    values in that order. Bound by position, not by name: naming costs the driver a lookup
+    per parameter (measured: 7% of a call's instructions at 1 connection, 2% at 8)."""
+    names = tuple(rows[0])
+    values = [tuple([row[n] for n in names]) for row in rows]
+    return _columns_and_marks(names), values
+
+
+@functools.lru_cache(maxsize=64)
+def _columns_and_marks(names: tuple[str, ...]) -> str:
+    return f"({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
 
 
 def _open_lock_changes(
@@ -346,13 +351,6 @@ _PG_ARRAY_TYPES = {
     "INTEGER": "bigint",
     "BOOLEAN": "boolean",
 }
-
-
-def _insert_statement(table: str, row: Mapping[str, Any]) -> str:
-    return (
-        f"INSERT INTO {table} ({', '.join(row)}) "  # noqa: S608 - our own schema names
-        f"VALUES ({', '.join(':' + n for n in row)})"
-    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -76,14 +76,18 @@ async def story(url: str) -> dict[str, Any]:
         await ledger.execute(
             Consume("a:c", "a", 40, attach=(("usage_records", usage("r1", "a", "acme")),))
         )
-        # opened and closed in one batch, beside a lock and a refund of an earlier one
+        # opened and closed in one batch, beside a lock and a refund of an earlier one, and
+        # two usage records whose columns come in different orders
         await ledger.lock("b", t, 100, timeout_seconds=60, budget_scopes=scopes)
+        await ledger.lock("f", t, 20, timeout_seconds=60, budget_scopes=scopes)
+        reordered = dict(reversed(usage("r3", "f", "acme").items()))
         results = await ledger.execute_many(
             [
                 Lock("c", t, PLATFORM_REVENUE_ACCOUNT, 300, 60, scopes),
                 Consume("c:c", "c", 300, attach=(("usage_records", usage("r2", "c", "acme")),)),
                 Lock("d", t, PLATFORM_REVENUE_ACCOUNT, 100, 30, scopes),
                 Refund("b:r", "b"),
+                Consume("f:c", "f", 20, attach=(("usage_records", reordered),)),
             ]
         )
         assert all(not isinstance(r, Exception) for r in results), results
@@ -106,7 +110,11 @@ async def story(url: str) -> dict[str, Any]:
                 ),
                 "open_locks": q("SELECT lock_id, expires_at_us FROM open_locks ORDER BY lock_id"),
                 "budget_usage": q("SELECT period_key, used_micro FROM budget_usage"),
-                "usage_records": q("SELECT id, lock_id, cost_micro FROM usage_records ORDER BY id"),
+                "usage_records": q(
+                    "SELECT id, tenant_id, credential_id, lock_id, provider, model, route, units, "
+                    "tariff_version, cost_micro, status, request_hash, started_at_us, duration_us "
+                    "FROM usage_records ORDER BY id"
+                ),
             }
 
         return await db.read(rows)
@@ -119,11 +127,18 @@ async def test_postgres_and_sqlite_write_the_same_ledger(postgres_url: str, tmp_
     on_sqlite = await story(f"sqlite:///{tmp_path / 'story.db'}")
     assert on_postgres == on_sqlite
     assert on_sqlite["open_locks"] == [("d", 1_800_000_000_000_000 + 30_000_000)]
-    assert on_sqlite["budget_usage"] == [("d2027-01-15", 40 + 300 + 100)]
-    assert [r[0] for r in on_sqlite["usage_records"]] == ["r1", "r2"]
+    assert on_sqlite["budget_usage"] == [("d2027-01-15", 40 + 300 + 20 + 100)]
+    assert [r[:4] for r in on_sqlite["usage_records"]] == [
+        ("r1", "acme", "key_1", "a"),
+        ("r2", "acme", "key_1", "c"),
+        ("r3", "acme", "key_1", "f"),
+    ]
+    assert {r[4:] for r in on_sqlite["usage_records"]} == {
+        ("sim", "sim-gpt", "openai.chat", '{"input_tokens": 3}', 1, 40, "ok", "ab" * 32, 1, 2)
+    }
     balances = {a[0]: a[1:] for a in on_sqlite["accounts"]}
-    # deposited 1,000; fee 50, consumed 40 + 300; "d" (100) still locked
-    assert balances["tenant:acme"] == (100, 390, 0, 1_000)
+    # deposited 1,000; fee 50, consumed 40 + 300 + 20; "d" (100) still locked
+    assert balances["tenant:acme"] == (100, 410, 0, 1_000)
 
 
 async def test_postgres_finds_a_known_locks_rows_without_reading_it(
