@@ -37,24 +37,11 @@ def count(src: str, requests: int, connections: int) -> float:
     env = {**bench.gateway_env(data, sim_port), "PYTHONPATH": str(Path(src).resolve())}
     out = Path(data, "callgrind.out")
     sim = subprocess.Popen([str(bench.BIN), "provider-sim", "--port", str(sim_port)], env=env)
-    callgrind = [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        f"--callgrind-out-file={out}",
-    ]
+    trace = f"--callgrind-out-file={out}"
+    callgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", trace]
+    worker = [sys.executable, "-m", "apicredits", "serve", "--port", str(port), "--workers", "1"]
     gw = subprocess.Popen(
-        [
-            *callgrind,
-            sys.executable,
-            "-m",
-            "apicredits",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        [*callgrind, *worker],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -80,6 +67,7 @@ def count(src: str, requests: int, connections: int) -> float:
         for proc in (gw, sim):
             proc.terminate()
             proc.wait(60)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def _control(pid: int, option: str) -> None:
