@@ -62,10 +62,11 @@ class Sql:
             return int(self._raw.execute(sql, params or {}).rowcount)
         return int(self.conn.execute(_text(sql), dict(params or {})).rowcount)
 
-    def insert_rowid(self, sql: str, params: Params | Sequence[Any]) -> int:
-        """SQLite only: run one INSERT; returns the rowid SQLite gave the new row."""
+    def insert_rowid(self, sql: str, values: Sequence[Any]) -> int:
+        """SQLite only: run one INSERT, its parameters bound by position (``?``); returns the
+        rowid SQLite gave the new row."""
         assert self._raw is not None
-        rowid = self._raw.execute(sql, params).lastrowid
+        rowid = self._raw.execute(sql, values).lastrowid
         assert rowid is not None
         return rowid
 
