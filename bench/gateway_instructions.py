@@ -12,6 +12,10 @@ worker's process (all threads, user space: the kernel's share of a call is not c
 and each further tree's ratio to the first. The same tree measured twice agrees within
 ~1.5%, whatever else the machine does; ``bench/gateway_ab.py`` times the same comparison
 and needs a difference of ~10% to see it. A run takes about a minute per tree.
+
+With ``--by-library``, each tree's instructions are also split by the shared object that
+ran them (the CPython interpreter, SQLite, libc, uvloop, ...): what compiling or replacing
+one part of the stack could save at most.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import loadgen
 WARM_UP = 300
 
 
-def count(src: str, requests: int, connections: int) -> float:
-    """Instructions per request of a gateway worker running ``src``."""
+def count(src: str, requests: int, connections: int) -> tuple[float, dict[str, int]]:
+    """Instructions per request of a gateway worker running ``src``, and its instructions
+    by shared object."""
     data = tempfile.mkdtemp(prefix="apicredits-instructions-")
     sim_port, port = bench.free_port(), bench.free_port()
     env = {**bench.gateway_env(data, sim_port), "PYTHONPATH": str(Path(src).resolve())}
@@ -62,7 +67,8 @@ def count(src: str, requests: int, connections: int) -> float:
             print(f"{src}: {done.errors} of {requests} calls failed", file=sys.stderr)
         if done.errors * 100 > requests:
             raise SystemExit(f"{src}: too many failed calls to count")
-        return _totals(out) / (done.requests + done.errors)
+        parts = list(out.parent.glob(out.name + ".*"))
+        return _totals(parts) / (done.requests + done.errors), _by_object(parts)
     finally:
         for proc in (gw, sim):
             proc.terminate()
@@ -74,16 +80,61 @@ def _control(pid: int, option: str) -> None:
     subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
 
 
-def _totals(out: Path) -> int:
+def _totals(parts: list[Path]) -> int:
     """The events counted in the worker's dumps (``totals:`` of each part file)."""
     total = 0
-    for part in out.parent.glob(out.name + ".*"):
+    for part in parts:
         for line in part.read_text().splitlines():
             if line.startswith("totals:"):
                 total += int(line.split()[1])
     if not total:
-        raise SystemExit(f"callgrind wrote no counts to {out}.*")
+        raise SystemExit("callgrind wrote no counts")
     return total
+
+
+def _by_object(parts: list[Path]) -> dict[str, int]:
+    """Self cost by shared object, read from callgrind's format: ``ob=`` names the object of
+    the functions that follow (``ob=(id) name`` once, then ``ob=(id)``; ``cob=`` shares the
+    ids); a cost line is a position then the count; the line after ``calls=`` is the cost
+    of a call, already counted in the callee, so it is skipped. Counts only ``Ir``, the one
+    event this bench records."""
+    costs: dict[str, int] = {}
+    for part in parts:
+        names: dict[str, str] = {}
+        current, skip = "?", False
+        for line in part.read_text().splitlines():
+            if line.startswith(("ob=", "cob=")):
+                ref, _, name = line.split("=", 1)[1].partition(" ")
+                if name:
+                    names[ref] = name
+                if line.startswith("ob="):
+                    current = names.get(ref, ref)
+            elif line.startswith("calls="):
+                skip = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                fields = line.split()  # a position alone: no cost (trailing zeros are left out)
+                if not skip and len(fields) > 1:
+                    costs[current] = costs.get(current, 0) + int(fields[1])
+                skip = False
+    return costs
+
+
+LIBRARIES = (  # shared-object name fragment -> what it is
+    ("libpython", "CPython (interpreter, objects)"),
+    ("libsqlite3", "SQLite"),
+    ("libc.so", "libc (memory, strings, locks)"),
+    ("_json", "json"),
+    ("uvloop", "uvloop"),
+    ("httptools", "httptools"),
+)
+
+
+def _libraries(costs: dict[str, int]) -> dict[str, int]:
+    grouped: dict[str, int] = {}
+    for obj, n in costs.items():
+        label = next((what for part, what in LIBRARIES if part in obj), "other")
+        grouped[label] = grouped.get(label, 0) + n
+    return dict(sorted(grouped.items(), key=lambda kv: -kv[1]))
 
 
 def main() -> int:
@@ -91,6 +142,7 @@ def main() -> int:
     parser.add_argument("trees", nargs="+", help="NAME=SRC_DIR, e.g. base=/tmp/base/src")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--by-library", action="store_true", help="split by shared object")
     args = parser.parse_args()
     trees = [t.split("=", 1) for t in args.trees]
     if any(len(t) != 2 or not Path(t[1], "apicredits").is_dir() for t in trees):
@@ -100,10 +152,14 @@ def main() -> int:
     print(f"{args.requests:,} requests at {args.connections} connections, SQLite")
     first = None
     for name, src in trees:
-        per_request = count(src, args.requests, args.connections)
+        per_request, by_object = count(src, args.requests, args.connections)
         ratio = "" if first is None else f" (x{per_request / first:.3f} of {trees[0][0]})"
         first = first or per_request
         print(f"{name:<10} {per_request:12,.0f} instructions/request{ratio}", flush=True)
+        if args.by_library:
+            total = sum(by_object.values())
+            for label, n in _libraries(by_object).items():
+                print(f"{'':<10} {n / total:6.1%} {label}")
     return 0
 
 
