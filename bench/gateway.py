@@ -1,6 +1,6 @@
 """The gateway's cost over a direct upstream call, measured in one run on this machine.
 
-    .venv/bin/python bench/gateway.py [--seconds 5] [--rss-requests 100000]
+    .venv/bin/python bench/gateway.py [--seconds 5] [--rounds 3] [--rss-requests 100000]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--redis redis://127.0.0.1:6379/15]
 
 Starts the provider simulator, two bare Starlette proxies (the floor: no auth, no
@@ -12,7 +12,9 @@ to the simulator and through the gateway's full path (auth, rate limit, lock, pr
 meter, consume + usage record, metrics), with the CPU each server process spends per
 request at 8 connections (one worker saturates one core: that figure is its ceiling); the
 ratio; and the gateway's RSS before and after ``--rss-requests`` more requests. The load
-generator runs in its own process.
+generator runs in its own process. The simulator's and the gateway's 8-connection figures
+are medians of ``--rounds`` loads each, taken in turn, and the ratio is the median of the
+rounds' own ratios.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import json
 import multiprocessing
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -121,22 +125,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(
-    name: str, port: int, headers: dict[str, str], seconds: float, server_pid: int
-) -> dict[str, float]:
-    """Throughput at 8 connections (and the server's CPU per request there), latency at 1."""
-    load(port, "/v1/chat/completions", headers, 8, 1.0)  # warm up
+@dataclass
+class Busy:
+    """One load at 8 connections: its requests/s, slowest 1% and failures, and the CPU the
+    server spent per request."""
+
+    rps: float
+    p99_ms: float
+    errors: int
+    cpu_us: float
+
+
+def busy(port: int, headers: dict[str, str], seconds: float, server_pid: int) -> Busy:
     cpu_before = cpu_seconds(server_pid)
-    busy = load(port, "/v1/chat/completions", headers, 8, seconds)
-    cpu_per_request = (cpu_seconds(server_pid) - cpu_before) / max(1, busy.requests)
+    result = load(port, "/v1/chat/completions", headers, 8, seconds)
+    cpu = (cpu_seconds(server_pid) - cpu_before) / max(1, result.requests)
+    return Busy(result.rps, result.percentile(99) * 1000, result.errors, cpu * 1e6)
+
+
+def measure(
+    name: str,
+    port: int,
+    headers: dict[str, str],
+    seconds: float,
+    server_pid: int,
+    rounds: list[Busy] | None = None,
+) -> dict[str, float]:
+    """Throughput at 8 connections (and the server's CPU per request there), latency at 1.
+    ``rounds``: 8-connection loads already made, whose medians stand for throughput
+    instead of a load of its own."""
+    load(port, "/v1/chat/completions", headers, 8, 1.0)  # warm up
+    rounds = rounds or [busy(port, headers, seconds, server_pid)]
     single = load(port, "/v1/chat/completions", headers, 1, seconds)
     figures = {
-        "rps": busy.rps,
-        "errors": busy.errors + single.errors,
+        "rps": statistics.median(r.rps for r in rounds),
+        "errors": sum(r.errors for r in rounds) + single.errors,
         "p50_ms": single.percentile(50) * 1000,
         "p99_ms": single.percentile(99) * 1000,
-        "busy_p99_ms": busy.percentile(99) * 1000,
-        "cpu_us": cpu_per_request * 1e6,
+        "busy_p99_ms": statistics.median(r.p99_ms for r in rounds),
+        "cpu_us": statistics.median(r.cpu_us for r in rounds),
     }
     print(
         f"{name:<12} {figures['rps']:8,.0f} req/s @8 conns (p99 {figures['busy_p99_ms']:.2f} ms,"
@@ -147,9 +174,28 @@ def measure(
     return figures
 
 
+def paired_rounds(
+    servers: dict[str, tuple[int, dict[str, str], int]], rounds: int, seconds: float
+) -> dict[str, list[Busy]]:
+    """8-connection loads of each server in turn, ``rounds`` times (the order flips every
+    round), so that a ratio of two servers pairs loads made seconds apart: this VM's speed
+    drifts by tens of percent within minutes, which separate loads would read as a gap."""
+    for port, headers, _ in servers.values():
+        load(port, "/v1/chat/completions", headers, 8, 1.0)  # warm up
+    made: dict[str, list[Busy]] = {name: [] for name in servers}
+    for n in range(rounds):
+        order = list(servers.items())
+        for name, (port, headers, pid) in order if n % 2 == 0 else reversed(order):
+            made[name].append(busy(port, headers, seconds, pid))
+    return made
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="paired loads of the simulator and the gateway"
+    )
     parser.add_argument("--rss-requests", type=int, default=100_000)
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="the gateway on PostgreSQL")
     parser.add_argument("--redis", metavar="URL", help="the gateway's limits in Redis")
@@ -191,12 +237,19 @@ def run(args: argparse.Namespace, database_url: str | None) -> int:
             f"bench/gateway.py on {os.cpu_count()} cores; 1 gateway worker ({stores}), "
             f"simulator upstream; non-streaming chat, {args.seconds:.0f} s per figure"
         )
-        direct = measure("direct", sim_port, {}, args.seconds, sim.pid)
+        paired = paired_rounds(
+            {"direct": (sim_port, {}, sim.pid), "gateway": (gw_port, auth, gw.pid)},
+            args.rounds,
+            args.seconds,
+        )
+        direct = measure("direct", sim_port, {}, args.seconds, sim.pid, paired["direct"])
         for client, port in bare_ports.items():
             measure(f"bare/{client}", port, {}, args.seconds, bares[client].pid)
-        gateway = measure("gateway", gw_port, auth, args.seconds, gw.pid)
+        gateway = measure("gateway", gw_port, auth, args.seconds, gw.pid, paired["gateway"])
+        ratios = [g.rps / d.rps for g, d in zip(paired["gateway"], paired["direct"], strict=True)]
         print(
-            f"ratio        gateway/direct req/s = {gateway['rps'] / direct['rps']:.1%}; "
+            f"ratio        gateway/direct req/s = {statistics.median(ratios):.1%} (median of "
+            f"{len(ratios)} paired rounds: {', '.join(f'{r:.1%}' for r in ratios)}); "
             f"added latency @1 conn p50 {gateway['p50_ms'] - direct['p50_ms']:.3f} ms, "
             f"p99 {gateway['p99_ms'] - direct['p99_ms']:.3f} ms"
         )

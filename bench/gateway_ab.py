@@ -106,11 +106,11 @@ def compare(
     # that the medians above still carry.
     (first, base), *others = figures.items()
     for name, runs in others:
-        cpu = sorted(r[2] / b[2] for r, b in zip(runs, base, strict=True))
+        ratios = sorted(r[2] / b[2] for r, b in zip(runs, base, strict=True))
         rps = statistics.median(r[0] / b[0] for r, b in zip(runs, base, strict=True))
         print(
-            f"{name:<10} vs {first}, paired by round: CPU/req x{statistics.median(cpu):.3f} "
-            f"(middle half x{cpu[len(cpu) // 4]:.3f}-x{cpu[(3 * len(cpu)) // 4]:.3f}), "
+            f"{name:<10} vs {first}, paired by round: CPU/req x{statistics.median(ratios):.3f} "
+            f"(middle half x{ratios[len(ratios) // 4]:.3f}-x{ratios[(3 * len(ratios)) // 4]:.3f}), "
             f"req/s x{rps:.3f}"
         )
     return 0
