@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apicredits import __version__
@@ -133,27 +133,34 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if runtime is None:
                 await rt.close()
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        if exc.status_code == 404:
-            return error_response(404, "not_found", f"no route {request.url.path}")
-        return await http_exception_response(request, exc)
-
     async def domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApicreditsError)
         return domain_error_response(exc)
 
+    data_plane = [*usage_routes(), *dataplane.routes(), *oracle_receipts.routes()]
     app = Starlette(
-        routes=[
-            *usage_routes(),
-            *dataplane.routes(),
-            *oracle_receipts.routes(),
-            Mount("/", app=admin),
-        ],
+        routes=[*data_plane, ControlPlane(admin, data_plane)],
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, ApicreditsError: domain},
+        exception_handlers={HTTPException: http_exception_response, ApicreditsError: domain},
     )
     return BodySizeLimit(HotPath(app), settings.max_body_bytes)
+
+
+class ControlPlane(Mount):
+    """The control plane, mounted at "/" behind the data plane's routes. It leaves alone
+    the paths the data plane serves, so that one of them asked with another method gets
+    the router's 405 (with ``Allow``) instead of the control plane's 404."""
+
+    def __init__(self, app: FastAPI, data_plane: Sequence[BaseRoute]) -> None:
+        super().__init__("/", app=app)
+        self.data_plane = data_plane
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and any(
+            route.matches(scope)[0] != Match.NONE for route in self.data_plane
+        ):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 class HotPath:

@@ -56,10 +56,14 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "invalid_request", message, problems=problems)
 
 
-async def http_exception_response(_: Request, exc: Exception) -> JSONResponse:
+async def http_exception_response(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    response = error_response(exc.status_code, code, str(exc.detail))
+    message = str(exc.detail)
+    if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+        # the router's own words: say which route
+        message = f"{message}: {request.method} {request.url.path}"
+    response = error_response(exc.status_code, code, message)
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     return response

@@ -1,0 +1,58 @@
+"""Requests no route serves: a data-plane path asked with another method is a 405 naming
+the methods it takes (not the control plane's 404: it is mounted at the root, behind
+them), an unknown path a 404 naming what was asked, both in the gateway's JSON error
+shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from apicredits.gateway.app import create_app
+from apicredits.settings import Settings
+
+TOKEN = "test-admin-token"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(data_dir=tmp_path, admin_token=TOKEN))) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v1/chat/completions", "POST"),  # a hot route
+        ("PUT", "/v1/messages", "POST"),
+        ("POST", "/v1/models", "GET, HEAD"),
+        ("DELETE", "/v1/jobs/job_1", "GET, HEAD"),
+        ("GET", "/v1/jobs/job_1/settle", "POST"),
+        ("GET", "/v1/oracle/receipt", "POST"),
+        ("GET", "/v1beta/models/sim-gemini:generateContent", "POST"),
+    ],
+)
+def test_a_known_path_with_another_method_is_405(
+    client: TestClient, method: str, path: str, allow: str
+) -> None:
+    r = client.request(method, path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 405, r.text
+    assert sorted(r.headers["allow"].split(", ")) == sorted(allow.split(", "))
+    error = r.json()["error"]
+    assert error["code"] == "method_not_allowed"
+    assert error["message"] == f"Method Not Allowed: {method} {path}"
+
+
+@pytest.mark.parametrize("path", ["/v1/nope", "/v2/chat/completions", "/admin/v1/nope"])
+def test_an_unknown_path_is_404_naming_it(client: TestClient, path: str) -> None:
+    r = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 404, r.text
+    assert r.json()["error"] == {"code": "not_found", "message": f"Not Found: GET {path}"}
+
+
+def test_the_control_plane_at_the_root_still_answers(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/openapi.json").status_code == 200
