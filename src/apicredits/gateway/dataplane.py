@@ -28,6 +28,7 @@ from apicredits.gateway.errors import domain_error_response
 from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.jobs import Job
 from apicredits.gateway.proxy import Proxy
+from apicredits.gateway.sdk_responses import route_error
 from apicredits.metering import UsageStore
 from apicredits.money import require_micro
 from apicredits.providers.base import Route
@@ -69,7 +70,7 @@ async def gemini(request: Request) -> Response:
     proxy = proxy_of(request)
     if route is None or not model:
         error = NotFound(f"unknown Gemini method {action!r}")
-        return proxy.error(Route.GEMINI_GENERATE, error)
+        return route_error(Route.GEMINI_GENERATE, error)
     response = await proxy.handle(request, route, model=model)
     proxy.metrics.request(str(route), response.status_code)
     return response

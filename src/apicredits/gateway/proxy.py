@@ -17,34 +17,40 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from apicredits.auth.capabilities import require_scope
 from apicredits.errors import ApicreditsError, InvalidInput, RateLimited
+from apicredits.gateway.call import Call, now_us
 from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
 from apicredits.gateway.jobs import Job, JobStore
 from apicredits.gateway.metrics import Metrics
-from apicredits.gateway.routing import Router, Target
+from apicredits.gateway.routing import Router
+from apicredits.gateway.sdk_responses import (
+    UpstreamFailed,
+    charge_headers,
+    replay_response,
+    route_error,
+    stream_error,
+    upstream_failure,
+)
 from apicredits.gateway.upstream_client import UpstreamClient, UpstreamResponse, UpstreamUnavailable
 from apicredits.ledger import AccountType, Consume, Lock, provider_account
-from apicredits.limits import Lease, RateLimits
+from apicredits.limits import RateLimits
 from apicredits.metering import UsageRecord
-from apicredits.oracle.messages import event_id
-from apicredits.providers.base import CallPlan, MalformedUpstream, Route, Usage, parse_json
+from apicredits.providers.base import MalformedUpstream, Route, Usage, parse_json
 from apicredits.providers.dialects import (
-    error_body,
     plan_call,
     upstream_body,
-    upstream_error_code,
+    upstream_path,
     usage_from_response,
 )
 from apicredits.providers.stream_meter import StreamMeter
 from apicredits.runtime import Runtime
-from apicredits.tariffs import Rate, Unit, cost_micro, worst_case_micro
+from apicredits.tariffs import Unit, cost_micro, worst_case_micro
 from apicredits.tenants import Principal
 
 log = logging.getLogger("apicredits.gateway")
@@ -57,50 +63,6 @@ TOKEN_UNITS = (
     Unit.REASONING_TOKENS,
 )
 _FORWARDED = ("anthropic-version", "anthropic-beta", "openai-beta")
-
-
-class UpstreamFailed(ApicreditsError):
-    status = 502
-    code = "upstream_error"
-
-    def __init__(
-        self,
-        code: str,
-        status: int,
-        message: str,
-        body: bytes | None = None,
-        retry_after: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code  # type: ignore[misc]
-        self.status = status  # type: ignore[misc]
-        self.body = body
-        self.retry_after = retry_after
-
-
-@dataclass
-class Call:
-    """Everything one call carries from admission to settlement."""
-
-    route: Route
-    principal: Principal
-    plan: CallPlan
-    target: Target
-    rate: Rate
-    tariff_version: int
-    worst_micro: int
-    request_id: str
-    request_hash: str
-    lock_id: str
-    lease: Lease
-    started_us: int
-    idempotency_key: str | None
-    job: Job | None = None
-    ttft_us: int | None = None
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class Proxy:
@@ -174,7 +136,7 @@ class Proxy:
                 return admitted
             call = admitted
         except ApicreditsError as exc:
-            return self.error(route, exc)
+            return route_error(route, exc)
         return await self.run(request, call, body)
 
     async def admit(
@@ -218,7 +180,7 @@ class Proxy:
                 principal.tenant_id, idempotency_key, request_hash, request_id, now_us()
             )
             if isinstance(begun, Replay):
-                return self.replay(route, begun)
+                return replay_response(route, begun)
             assert isinstance(begun, Attempt)
             request_id, attempt = begun.request_id, begun.number
         limits = RateLimits(
@@ -274,7 +236,7 @@ class Proxy:
                 await self._release(call, None)
             if call.idempotency_key is not None:
                 await self.idempotency.fail(call.principal.tenant_id, call.idempotency_key)
-            return self.error(call.route, exc)
+            return route_error(call.route, exc)
 
     async def _hold(self, call: Call) -> int:
         """Hold the call's worst case: its own lock, or a reservation inside its job.
@@ -308,7 +270,7 @@ class Proxy:
             headers.update({k: v for k, v in sent.items() if k.startswith("x-sim-")})
         if self.upstream_headers is not None:
             headers.update(await self.upstream_headers(call))
-        url = _upstream_url(upstream.base_url, call.route, call.target.upstream_model)
+        url = upstream.base_url + upstream_path(call.route, call.target.upstream_model)
         started = time.perf_counter()
         try:
             # the whole exchange of a plain call; a stream's headers (then each chunk)
@@ -329,7 +291,7 @@ class Proxy:
             self.metrics.child(self.metrics.upstream_latency, upstream.name).observe(
                 time.perf_counter() - started
             )
-            raise _upstream_error(upstream.name, response, error)
+            raise upstream_failure(upstream.name, response.status, response.headers, error)
         return response
 
     def _timeout(self) -> float:
@@ -352,7 +314,7 @@ class Proxy:
         )
         usage = usage_from_response(call.route, payload)
         cost, remaining = await self._charge(call, usage, "ok")
-        headers = self._charge_headers(call, cost, remaining)
+        headers = charge_headers(call, cost, remaining)
         if call.idempotency_key is not None:
             await self.idempotency.complete(
                 call.principal.tenant_id, call.idempotency_key, 200, payload, cost
@@ -393,13 +355,13 @@ class Proxy:
                 self._settling.add(task)
                 task.add_done_callback(self._settling.discard)
             if ending == "cut":
-                yield _stream_error(
+                yield stream_error(
                     call.route,
                     "upstream_error",
                     "the upstream stream ended early; the call was not charged",
                 )
 
-        headers = self._charge_headers(call, None, available)
+        headers = charge_headers(call, None, available)
         media = response.headers.get("content-type", "text/event-stream")
         return StreamingResponse(relay(), 200, headers=headers, media_type=media)
 
@@ -516,60 +478,6 @@ class Proxy:
             log.warning("rate-limit lease of %s not released; it will expire", call.request_id)
 
     # -- responses -------------------------------------------------------------------------
-    def _charge_headers(self, call: Call, cost: int | None, remaining: int) -> dict[str, str]:
-        headers = {
-            "apicredits-request-id": call.request_id,
-            "apicredits-locked-micro": str(call.worst_micro),
-            "apicredits-remaining-micro": str(remaining),
-            "apicredits-tariff-version": str(call.tariff_version),
-            **receipt_headers(call.request_id),
-        }
-        if cost is not None:
-            headers["apicredits-cost-micro"] = str(cost)
-        return headers
-
-    def replay(self, route: Route, replay: Replay) -> Response:
-        headers = {
-            "apicredits-request-id": replay.request_id,
-            "apicredits-cost-micro": str(replay.cost_micro),
-            "apicredits-idempotent-replay": "true",
-            **receipt_headers(replay.request_id),
-        }
-        if replay.body is None:
-            body = error_body(
-                route,
-                409,
-                "already_completed",
-                "this streamed request already completed; it was not charged again",
-                request_id=replay.request_id,
-                cost_micro=replay.cost_micro,
-            )
-            return Response(body, 409, headers=headers, media_type="application/json")
-        return Response(
-            replay.body, replay.status_code, headers=headers, media_type="application/json"
-        )
-
-    def error(self, route: Route, exc: ApicreditsError) -> Response:
-        if isinstance(exc, UpstreamFailed) and exc.body is not None:
-            # A 4xx from the provider is about the request: pass its own error through.
-            response = Response(exc.body, exc.status, media_type="application/json")
-        else:
-            details = {k: v for k, v in exc.details.items() if k not in ("code", "message")}
-            body = error_body(route, exc.status, exc.code, exc.message, **details)
-            response = Response(body, exc.status, media_type="application/json")
-        response.headers.update(exc.headers)
-        retry_after = exc.retry_after if isinstance(exc, UpstreamFailed) else None
-        if isinstance(exc, RateLimited):
-            retry_after = str(max(1, int(exc.retry_after_seconds + 0.999)))
-        if retry_after:
-            response.headers["retry-after"] = retry_after
-        return response
-
-
-def receipt_headers(request_id: str) -> dict[str, str]:
-    """The per-call receipt: the call's usage event id and where its proof will be."""
-    eid = "0x" + event_id(request_id).hex()
-    return {"apicredits-receipt": eid, "apicredits-receipt-url": f"/v1/usage/{eid}/proof"}
 
 
 def _json_body(request: Request, raw: bytes) -> object:
@@ -580,41 +488,3 @@ def _json_body(request: Request, raw: bytes) -> object:
         return parse_json(raw, "request body")
     except MalformedUpstream:
         raise InvalidInput("request body is not valid JSON") from None
-
-
-def _upstream_url(base: str, route: Route, model: str) -> str:
-    match route:
-        case Route.OPENAI_CHAT:
-            return f"{base}/v1/chat/completions"
-        case Route.OPENAI_EMBEDDINGS:
-            return f"{base}/v1/embeddings"
-        case Route.OPENAI_RESPONSES:
-            return f"{base}/v1/responses"
-        case Route.ANTHROPIC_MESSAGES:
-            return f"{base}/v1/messages"
-        case Route.GEMINI_GENERATE:
-            return f"{base}/v1beta/models/{model}:generateContent"
-        case Route.GEMINI_STREAM:
-            return f"{base}/v1beta/models/{model}:streamGenerateContent?alt=sse"
-
-
-def _upstream_error(name: str, response: UpstreamResponse, body: bytes) -> UpstreamFailed:
-    status = response.status
-    retry_after = response.headers.get("retry-after")
-    if status == 429:
-        return UpstreamFailed(
-            "upstream_rate_limited", 429, f"{name} is rate limiting", retry_after=retry_after or "1"
-        )
-    if 400 <= status < 500 and status not in (401, 403):
-        # The provider refused the request itself (bad parameters): its words, its status.
-        return UpstreamFailed(
-            upstream_error_code(status), status, f"{name} refused the request", body=body or None
-        )
-    return UpstreamFailed(upstream_error_code(status), 502, f"{name} answered {status}")
-
-
-def _stream_error(route: Route, code: str, message: str) -> bytes:
-    body = error_body(route, 502, code, message).decode()
-    if route.dialect == "anthropic":
-        return f"event: error\ndata: {body}\n\n".encode()
-    return f"data: {body}\n\n".encode()

@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from apicredits.errors import ApicreditsError, InvalidInput, NotFound
+from apicredits.gateway.call import Call
 from apicredits.gateway.dataplane import json_api, json_object, proxy_of
 from apicredits.gateway.errors import domain_error_response
-from apicredits.gateway.proxy import Call
 from apicredits.metering.emit import UsageEmitter
 from apicredits.metering.events import UsageDomain
 from apicredits.metering.producer import (

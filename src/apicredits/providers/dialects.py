@@ -65,6 +65,7 @@ __all__ = [
     "plan_call",
     "upstream_body",
     "upstream_error_code",
+    "upstream_path",
     "usage_from_response",
 ]
 
@@ -192,6 +193,24 @@ def error_body(
             }
         }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def upstream_path(route: Route, model: str) -> str:
+    """Where the provider serves ``route`` (``model``: the provider's name for it), below its
+    base URL."""
+    match route:
+        case Route.OPENAI_CHAT:
+            return "/v1/chat/completions"
+        case Route.OPENAI_EMBEDDINGS:
+            return "/v1/embeddings"
+        case Route.OPENAI_RESPONSES:
+            return "/v1/responses"
+        case Route.ANTHROPIC_MESSAGES:
+            return "/v1/messages"
+        case Route.GEMINI_GENERATE:
+            return f"/v1beta/models/{model}:generateContent"
+        case Route.GEMINI_STREAM:
+            return f"/v1beta/models/{model}:streamGenerateContent?alt=sse"
 
 
 def upstream_error_code(status: int) -> str:

@@ -17,6 +17,7 @@ from apicredits.providers.dialects import (
     plan_call,
     upstream_body,
     upstream_error_code,
+    upstream_path,
     usage_from_response,
 )
 from apicredits.tariffs.units import Unit
@@ -633,6 +634,18 @@ def test_upstream_error_codes() -> None:
     assert upstream_error_code(429) == "upstream_rate_limited"
     assert upstream_error_code(500) == upstream_error_code(400) == "upstream_error"
     assert UPSTREAM_TIMEOUT == "upstream_timeout"
+
+
+def test_upstream_paths() -> None:
+    """Each route where its provider serves it, the provider's model name in Gemini's path."""
+    assert {route: upstream_path(route, "m-1") for route in Route} == {
+        Route.OPENAI_CHAT: "/v1/chat/completions",
+        Route.OPENAI_EMBEDDINGS: "/v1/embeddings",
+        Route.OPENAI_RESPONSES: "/v1/responses",
+        Route.ANTHROPIC_MESSAGES: "/v1/messages",
+        Route.GEMINI_GENERATE: "/v1beta/models/m-1:generateContent",
+        Route.GEMINI_STREAM: "/v1beta/models/m-1:streamGenerateContent?alt=sse",
+    }
 
 
 def test_route_dialects() -> None:
