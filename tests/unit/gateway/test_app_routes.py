@@ -46,6 +46,13 @@ def test_a_known_path_with_another_method_is_405(
     assert error["message"] == f"Method Not Allowed: {method} {path}"
 
 
+def test_a_405_names_every_method_the_path_takes(client: TestClient) -> None:
+    """Starlette's router names only the first route's methods; the path takes more."""
+    r = client.put("/admin/v1/tenants", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, POST"
+
+
 @pytest.mark.parametrize("path", ["/v1/nope", "/v2/chat/completions", "/admin/v1/nope"])
 def test_an_unknown_path_is_404_naming_it(client: TestClient, path: str) -> None:
     r = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
