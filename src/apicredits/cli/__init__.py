@@ -44,7 +44,7 @@ app.add_typer(db_app, name="db")
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="port")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="port")] = None,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
     proxy_headers: Annotated[
         bool, typer.Option(help="trust X-Forwarded-For/-Proto (behind a reverse proxy)")
@@ -122,7 +122,7 @@ def _run_uvicorn(
 @app.command("provider-sim")
 def provider_sim(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 9100,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 9100,
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
     signing_key: Annotated[
         Path | None, typer.Option(help="sign usage with this key (0x-hex secp256k1 file)")
@@ -174,4 +174,8 @@ def main() -> None:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         sys.stderr.write(f"error: invalid setting {where}: {first['msg']}\n")
+        sys.exit(1)
+    except OSError as exc:  # a directory or file it cannot make or read (data dir, key files)
+        what = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)
+        sys.stderr.write(f"error: {what}\n")
         sys.exit(1)

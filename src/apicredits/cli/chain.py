@@ -64,7 +64,7 @@ def _deployment(settings: Settings, chain: Chain) -> Deployment:
 
 @app.command()
 def up(
-    port: Annotated[int, typer.Option(help="JSON-RPC port")] = 8545,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="JSON-RPC port")] = 8545,
     state: Annotated[Path | None, typer.Option(help="state file (default: data dir)")] = None,
     chain_id: Annotated[int | None, typer.Option(help="chain id (default 31337)")] = None,
 ) -> None:

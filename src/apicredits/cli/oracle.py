@@ -115,7 +115,7 @@ def register(
 @app.command()
 def serve(
     key_file: Annotated[Path, typer.Option(help="this node's key file")],
-    port: Annotated[int, typer.Option(help="port")] = 9200,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 9200,
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     fee_bps: FeeBps = 0,
     gateway_meter: GatewayMeter = None,

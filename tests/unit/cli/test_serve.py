@@ -1,8 +1,11 @@
-"""``apicredits serve``'s shared metrics directory for several workers."""
+"""``apicredits serve``: the shared metrics directory of several workers, and what it
+refuses before serving."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +65,32 @@ def test_serve_bounds_the_graceful_shutdown(
     assert seen["workers"] == 2
     with pytest.raises(ValueError, match="shutdown_timeout_seconds"):
         Settings(data_dir=tmp_path, shutdown_timeout_seconds=0)
+
+
+def _apicredits(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "apicredits", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_data_directory_it_cannot_make_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    done = _apicredits("serve", APICREDITS_DATA_DIR=str(blocker / "data"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"error: Not a directory: {blocker / 'data'}"]
+
+
+@pytest.mark.parametrize("command", ["serve", "provider-sim"])
+@pytest.mark.parametrize("port", ["0", "65536"])
+def test_a_port_out_of_range_is_refused_before_serving(
+    tmp_path: Path, command: str, port: str
+) -> None:
+    done = _apicredits(command, "--port", port, APICREDITS_DATA_DIR=str(tmp_path))
+    assert done.returncode == 2  # a usage error, before anything starts
+    assert "'--port'" in done.stderr
