@@ -114,6 +114,7 @@ def tenant_create(
         str | None, typer.Option(help="the owner's wallet (EIP-55), for Sign-In with Ethereum")
     ] = None,
 ) -> None:
+    """Create a tenant (its credit account opens with it)."""
     body = {"name": name, "legacy_keys": legacy_keys, "dpop_required": dpop_required}
     if owner_address is not None:
         body["owner_address"] = owner_address
@@ -122,11 +123,13 @@ def tenant_create(
 
 @tenant_app.command("list")
 def tenant_list() -> None:
+    """Every tenant."""
     show(call("GET", "/tenants"), ["id", "name", "created_at"], "tenants")
 
 
 @tenant_app.command("show")
 def tenant_show(tenant_id: str) -> None:
+    """One tenant and its settings."""
     show(call("GET", f"/tenants/{tenant_id}"))
 
 
@@ -146,6 +149,7 @@ def deposit(
 
 @app.command("balance")
 def balance(tenant_id: str) -> None:
+    """The tenant's credits: available, locked, spent and deposited."""
     doc = call("GET", f"/tenants/{tenant_id}/balance")
     if not State.as_json:
         for k in ("available_micro", "locked_micro", "spent_micro", "deposited_micro",
@@ -170,11 +174,13 @@ def history(
 # -- projects and keys
 @project_app.command("create")
 def project_create(tenant_id: str, name: str = "") -> None:
+    """Create a project under a tenant (budgets and keys can be scoped to it)."""
     show(call("POST", f"/tenants/{tenant_id}/projects", json={"name": name}))
 
 
 @project_app.command("list")
 def project_list(tenant_id: str) -> None:
+    """The tenant's projects."""
     show(call("GET", f"/tenants/{tenant_id}/projects"), ["id", "name", "created_at"], "projects")
 
 
@@ -201,12 +207,14 @@ def key_create(
 
 @key_app.command("list")
 def key_list(tenant_id: str) -> None:
+    """The tenant's API keys (prefixes only; a key is shown once, when created)."""
     cols = ["id", "prefix", "project_id", "name", "revoked_at"]
     show(call("GET", f"/tenants/{tenant_id}/keys"), cols, "keys")
 
 
 @key_app.command("revoke")
 def key_revoke(credential_id: str) -> None:
+    """Revoke an API key: calls with it are refused from now on."""
     show(call("DELETE", f"/keys/{credential_id}"))
 
 
@@ -220,6 +228,7 @@ def budget_set(
     scope: Annotated[str, typer.Option(help="tenant, project or credential")] = "tenant",
     scope_id: Annotated[str | None, typer.Option(help="project or key id")] = None,
 ) -> None:
+    """Cap what a tenant, project or key may spend per day, month or in all."""
     body = {
         "tenant_id": tenant_id,
         "scope": scope,
@@ -232,12 +241,14 @@ def budget_set(
 
 @budget_app.command("list")
 def budget_list(tenant_id: str) -> None:
+    """The tenant's budgets, with what each has used and has left."""
     cols = ["id", "scope", "scope_id", "period", "cap_micro", "used_micro", "remaining_micro"]
     show(call("GET", f"/tenants/{tenant_id}/budgets"), cols, "budgets")
 
 
 @budget_app.command("delete")
 def budget_delete(budget_id: str) -> None:
+    """Remove a budget."""
     call("DELETE", f"/budgets/{budget_id}")
     show({"deleted": budget_id})
 
@@ -256,11 +267,13 @@ def tariff_upload(path: Path) -> None:
 
 @tariff_app.command("list")
 def tariff_list() -> None:
+    """The tariff versions."""
     show(call("GET", "/tariffs"), ["version", "effective_from", "models", "source"], "versions")
 
 
 @tariff_app.command("show")
 def tariff_show(version: int) -> None:
+    """One tariff version's rates."""
     show(call("GET", f"/tariffs/{version}"))
 
 
@@ -287,6 +300,7 @@ def lock_create(
     project: Annotated[str | None, typer.Option()] = None,
     key: Annotated[str | None, typer.Option(help="credential id")] = None,
 ) -> None:
+    """Lock a tenant's credits under a lock id, until consumed, refunded or expired."""
     body = {
         "lock_id": lock_id,
         "amount_micro": amount_micro,
@@ -306,4 +320,5 @@ def lock_consume(tenant_id: str, lock_id: str, amount_micro: int) -> None:
 
 @lock_app.command("refund")
 def lock_refund(tenant_id: str, lock_id: str) -> None:
+    """Release all of a lock back to the tenant."""
     show(call("POST", f"/tenants/{tenant_id}/locks/{lock_id}/refund", json={}))

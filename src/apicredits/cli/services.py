@@ -72,6 +72,7 @@ def service_create(
 
 @service_app.command("show")
 def service_show(client_id: str) -> None:
+    """One service: its credential, scopes and keys."""
     show(call("GET", f"/services/{client_id}"))
 
 
@@ -87,6 +88,7 @@ def service_add_key(
 
 @service_app.command("remove-key")
 def service_remove_key(client_id: str, kid: str) -> None:
+    """Remove one of a service's public keys."""
     show(call("DELETE", f"/services/{client_id}/keys/{kid}"))
 
 
