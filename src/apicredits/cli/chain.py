@@ -138,8 +138,10 @@ def link(
     tenant: Annotated[str, typer.Option(help="tenant id")],
     address: Annotated[str, typer.Option(help="the wallet whose deposits fund the tenant")],
 ) -> None:
-    """Link a wallet address to a tenant: vault deposits for it credit the tenant, those
-    made before the link on the indexer's next pass (also ``PUT /admin/v1/tenants/{id}/wallet``)."""
+    """Link a wallet address to a tenant: its vault deposits credit the tenant.
+
+    Deposits made before the link are credited on the indexer's next pass (the same as
+    ``PUT /admin/v1/tenants/{id}/wallet``)."""
     from apicredits.chain import Wallets
 
     settings = Settings()
@@ -171,8 +173,10 @@ def deposit(
     amount_micro: Annotated[int, typer.Option(min=1, help="micro-credits (= micro-USDC)")],
     account: Annotated[int, typer.Option(min=0, max=9, help="dev account that pays")] = 1,
 ) -> None:
-    """Local chains: mint test stablecoin to a dev account, link it to the tenant (if no
-    wallet is linked yet), deposit into the vault, and index it into the ledger."""
+    """Local chains: fund a tenant through the vault with test stablecoin.
+
+    Mints test stablecoin to a dev account, links it to the tenant (if no wallet is linked
+    yet), deposits into the vault and indexes the deposit into the ledger."""
     from apicredits.chain import Wallets, deposit_test_funds
     from apicredits.ledger import tenant_account
 
@@ -207,8 +211,10 @@ def deposit(
 def index(
     follow: Annotated[bool, typer.Option(help="keep polling for new blocks")] = False,
 ) -> None:
-    """Apply the vault's confirmed events to the ledger (once, or forever with --follow, as
-    `apicredits serve` does: only one process sharing the ledger indexes at a time)."""
+    """Apply the vault's confirmed events to the ledger, once or (--follow) forever.
+
+    ``apicredits serve`` does the same; only one process sharing the ledger indexes at a
+    time."""
     from apicredits.chain import Indexer
     from apicredits.chain.connect import confirmations, deployment_path
     from apicredits.chain.runtime import ChainRuntime

@@ -182,8 +182,10 @@ def settle(
         typer.Option(help="sign new usage records with the gateway's metering key first"),
     ] = True,
 ) -> None:
-    """Sign usage records into usage events, seal them into epochs, have the oracles sign
-    them, submit, execute lines."""
+    """Settle usage: sign it, seal epochs, gather oracle signatures, submit, pay out.
+
+    Signs usage records into usage events, seals them into epochs, has the oracles sign
+    each epoch's root, submits it on chain and executes its settlement lines."""
     from apicredits.db import Database, upgrade
     from apicredits.logs import json_log_config
     from apicredits.oracle.aggregator import Settler
@@ -262,8 +264,10 @@ def verify(
         bool, typer.Option("--verbose", "-v", help="print the checks of every receipt")
     ] = False,
 ) -> None:
-    """Check usage receipts against the chain alone; exit 1 if any check fails. Of a usage
-    export (many receipts) only the failing receipts are printed, then a summary."""
+    """Check usage receipts against the chain alone; exit 1 if any check fails.
+
+    Of a usage export (many receipts) only the failing receipts are printed, then a
+    summary."""
     import sys
 
     from rich.progress import Progress
