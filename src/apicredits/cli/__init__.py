@@ -175,7 +175,21 @@ def main() -> None:
         where = ".".join(str(p) for p in first["loc"])
         sys.stderr.write(f"error: invalid setting {where}: {first['msg']}\n")
         sys.exit(1)
-    except OSError as exc:  # a directory or file it cannot make or read (data dir, key files)
+    except OSError as exc:  # a file it cannot make or read, a server it cannot reach
         what = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)
         sys.stderr.write(f"error: {what}\n")
         sys.exit(1)
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        # the database: unreachable, missing, refusing us; the driver's words say which
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        sys.stderr.write(f"error: database: {cause}\n")
+        sys.exit(1)
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """SQLAlchemy's errors, checked without importing it: a command that met one has loaded
+    it, and the commands that never touch a database start faster without it."""
+    module = sys.modules.get("sqlalchemy.exc")
+    return module is not None and isinstance(exc, module.SQLAlchemyError)

@@ -94,3 +94,15 @@ def test_a_port_out_of_range_is_refused_before_serving(
     done = _apicredits(command, "--port", port, APICREDITS_DATA_DIR=str(tmp_path))
     assert done.returncode == 2  # a usage error, before anything starts
     assert "'--port'" in done.stderr
+
+
+@pytest.mark.parametrize("command", [("serve",), ("db", "upgrade")])
+def test_a_database_it_cannot_open_is_one_line(tmp_path: Path, command: tuple[str, ...]) -> None:
+    done = _apicredits(
+        *command,
+        APICREDITS_DATA_DIR=str(tmp_path),
+        APICREDITS_DATABASE_URL=f"sqlite:///{tmp_path}",  # a directory, not a database file
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "error: database: unable to open database file"
+    assert "Traceback" not in done.stderr
