@@ -30,6 +30,7 @@ from apicredits.gateway.errors import (
     http_exception_response,
     install_error_handlers,
 )
+from apicredits.gateway.health import router as health_router
 from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.routing import Router
@@ -55,11 +56,7 @@ def control_plane() -> FastAPI:
     app.include_router(admin_auth_router)
     app.include_router(admin_chain_router)
     app.include_router(signin_router)
-
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    app.include_router(health_router)
     return app
 
 

@@ -38,5 +38,8 @@ class RateLimiter(abc.ABC):
         Never raises ``RateLimited``: the usage already happened.
         """
 
+    async def check(self) -> None:  # noqa: B027 - in-process limits have nothing to reach
+        """Raise ``LimitsUnavailable`` if the shared store cannot be reached now."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

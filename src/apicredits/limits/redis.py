@@ -141,6 +141,12 @@ class RedisRateLimiter(RateLimiter):
             return
         await self._call(self._adjust, self._keys(key)[1:2], [limits.tokens_per_minute, delta])
 
+    async def check(self) -> None:
+        try:
+            await self._client.ping()
+        except RedisError as exc:
+            raise self._unavailable(exc) from exc
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()

@@ -71,6 +71,8 @@ async def fire(url: str, key: str, n: int) -> list[int]:
 def test_300_calls_across_4_workers_never_overspend(tmp_path: Path, shared: dict[str, str]) -> None:
     proc, url = start_gateway(tmp_path, 4, shared)
     try:
+        ready = httpx.get(f"{url}/readyz")  # PostgreSQL and Redis both answer
+        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "limits": "ok"}}
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer t"}) as admin:
             _, probe_key = tenant(admin, 10_000_000)
             probe = httpx.post(

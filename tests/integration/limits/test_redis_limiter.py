@@ -120,6 +120,14 @@ async def test_idle_keys_expire(redis_url: str, redis_prefix: str) -> None:
         await client.aclose()
 
 
+async def test_check_passes_while_redis_answers(redis_url: str, redis_prefix: str) -> None:
+    limiter = RedisRateLimiter(redis_url, prefix=redis_prefix)
+    try:
+        await limiter.check()  # raises LimitsUnavailable otherwise (below)
+    finally:
+        await limiter.aclose()
+
+
 async def test_a_given_client_is_used_and_left_open(redis_url: str, redis_prefix: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     limiter = RedisRateLimiter(client, prefix=redis_prefix)
@@ -136,6 +144,7 @@ async def test_unreachable_redis_fails_closed() -> None:
     limiter = RedisRateLimiter("redis://user:secret@127.0.0.1:1/0")
     limits = RateLimits(requests_per_minute=10, tokens_per_minute=10, max_concurrent=1)
     calls: list[Callable[[], Awaitable[Any]]] = [
+        limiter.check,
         lambda: limiter.acquire("k", limits),
         lambda: limiter.adjust_tokens("k", limits, 5),
         lambda: limiter.release(Lease("k", "id", 0, concurrent=True)),
