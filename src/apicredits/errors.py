@@ -20,7 +20,8 @@ and one-line messages in the CLI.
     ├── InsufficientCredits     402 insufficient_credits
     ├── BudgetExceeded          402 budget_exceeded
     ├── RateLimited             429 rate_limited
-    └── LimitsUnavailable       503 limits_unavailable
+    ├── LimitsUnavailable       503 limits_unavailable
+    └── DatabaseUnavailable     503 database_unavailable
 """
 
 from __future__ import annotations
@@ -157,3 +158,19 @@ class LimitsUnavailable(ApicreditsError):
 
     code = "limits_unavailable"
     status = 503
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class DatabaseUnavailable(ApicreditsError):
+    """The database cannot be reached or used right now (down, unreachable, full, busy):
+    the request did nothing it could not undo; retrying later is the remedy."""
+
+    code = "database_unavailable"
+    status = 503
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}

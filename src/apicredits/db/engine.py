@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from apicredits.db.outages import unavailable_on_outage
 from apicredits.db.sql import Sql
 from apicredits.errors import InvalidInput
 
@@ -105,28 +106,33 @@ class Database:
         return await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one read-write transaction (committed if it returns)."""
+        """Run ``work`` in one read-write transaction (committed if it returns).
+
+        Like every method here, raises ``DatabaseUnavailable`` when the database cannot be
+        used now (see ``db.outages``)."""
         return await self._run(work, immediate=True)
 
     async def write_sql(self, work: Callable[[Sql], T]) -> T:
         """Like ``write``, for hand-written SQL on the hot path. On SQLite it runs on one
         writer thread with its own driver connection (writers serialise on SQLite anyway),
         skipping the pool and SQLAlchemy's transaction machinery."""
-        if self._async is not None:
-            async with self._async.begin() as conn:
-                return await conn.run_sync(lambda c: work(Sql(c, facts=self._facts)))
-        try:  # a file database: try it right here first
-            return self._write_inline(work)
-        except WriteBusy:
-            pass  # another connection writes: wait for the lock on the writer thread
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._write_raw, work)
+        with unavailable_on_outage():
+            if self._async is not None:
+                async with self._async.begin() as conn:
+                    return await conn.run_sync(lambda c: work(Sql(c, facts=self._facts)))
+            try:  # a file database: try it right here first
+                return self._write_inline(work)
+            except WriteBusy:
+                pass  # another connection writes: wait for the lock on the writer thread
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer, self._write_raw, work)
 
     def write_now(self, work: Callable[[Sql], T]) -> T:
         """Like ``write_sql``, but on the calling thread at once, never waiting: only SQLite
         can, when its write lock is free this instant; otherwise (PostgreSQL, or another
         connection writing) it raises ``WriteBusy``, having done nothing."""
-        return self._write_inline(work)
+        with unavailable_on_outage():
+            return self._write_inline(work)
 
     def _write_inline(self, work: Callable[[Sql], T]) -> T:
         """One short write transaction on the event loop's thread, if the write lock is free
@@ -157,16 +163,17 @@ class Database:
         return await self._run(work, immediate=False)
 
     async def _run(self, work: Callable[[Connection], T], *, immediate: bool) -> T:
-        if self._async is not None:
-            async with self._async.begin() as conn:
-                return await conn.run_sync(work)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_blocking, work, immediate)
+        with unavailable_on_outage():
+            if self._async is not None:
+                async with self._async.begin() as conn:
+                    return await conn.run_sync(work)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self.run_blocking, work, immediate)
 
     def run_blocking(self, work: Callable[[Connection], T], immediate: bool = True) -> T:
         """SQLite only: run ``work`` in a transaction on the calling thread."""
         assert self._sync is not None
-        with self._sqlite_tx(immediate) as conn:
+        with unavailable_on_outage(), self._sqlite_tx(immediate) as conn:
             return work(conn)
 
     @contextlib.contextmanager

@@ -34,6 +34,7 @@ from apicredits.gateway.health import router as health_router
 from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.routing import Router
+from apicredits.gateway.sdk_responses import route_error
 from apicredits.gateway.signin import router as signin_router
 from apicredits.gateway.usage import UsageEvents
 from apicredits.gateway.usage import routes as usage_routes
@@ -180,6 +181,8 @@ class HotPath:
             response = await dataplane.proxy_of(request).handle(request, route)
         except HTTPException as exc:  # the body-size limit, raised while reading the body
             response = await http_exception_response(request, exc)
+        except ApicreditsError as exc:  # e.g. the database went away while settling
+            response = route_error(route, exc)
         except Exception:
             log.exception("unhandled error on %s", scope["path"])
             response = error_response(500, "internal_error", "internal error; see the server log")

@@ -235,7 +235,10 @@ class Proxy:
             else:
                 await self._release(call, None)
             if call.idempotency_key is not None:
-                await self.idempotency.fail(call.principal.tenant_id, call.idempotency_key)
+                try:
+                    await self.idempotency.fail(call.principal.tenant_id, call.idempotency_key)
+                except ApicreditsError:  # the database is gone too: the slot goes stale
+                    log.warning("idempotency slot of %s not freed", call.request_id)
             return route_error(call.route, exc)
 
     async def _hold(self, call: Call) -> int:

@@ -42,12 +42,23 @@ def test_ready_on_the_embedded_defaults(client: TestClient) -> None:
     assert r.json() == {"status": "ready", "checks": {"database": "ok", "limits": "ok"}}
 
 
-def test_not_ready_while_the_limits_store_is_unreachable(tmp_path: Path) -> None:
+def test_not_ready_and_refusing_calls_while_the_limits_store_is_unreachable(
+    tmp_path: Path,
+) -> None:
     settings = Settings(
         data_dir=tmp_path, admin_token="t", redis_url="redis://user:secret@127.0.0.1:1/0"
     )
     with serve(settings) as c:
         r = c.get("/readyz")
+        admin = {"Authorization": "Bearer t"}
+        tid = c.post("/admin/v1/tenants", json={"legacy_keys": True}, headers=admin).json()["id"]
+        limited = {"tenant_id": tid, "requests_per_minute": 60}  # unlimited keys skip Redis
+        key = c.post("/admin/v1/keys", json=limited, headers=admin).json()["key"]
+        chat = {"model": "sim-gpt", "messages": [{"role": "user", "content": "hi"}]}
+        call = c.post("/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {key}"})
+    assert call.status_code == 503  # fail closed: no limit it could not check is overrun
+    assert call.json()["error"]["code"] == "limits_unavailable"
+    assert call.headers["retry-after"] == "1"
     assert r.status_code == 503
     error = r.json()["error"]
     assert error["code"] == "not_ready"

@@ -1,0 +1,56 @@
+"""A database that cannot be used now, told apart from a statement that is wrong.
+
+``unavailable_on_outage`` turns the first into ``DatabaseUnavailable`` (503, retry) at the
+``Database`` boundary, so that every caller handles an outage as the domain error it is,
+and leaves the second (a bug) as it was. An outage is: no connection (refused, dropped,
+timed out, the pool exhausted), PostgreSQL's connection, resource, operator and system
+error classes (SQLSTATE ``08``, ``53``, ``57P``, ``58``) or a database that does not exist
+(``3D000``), and SQLite failing to open, read or grow its file or waiting out its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+
+from sqlalchemy import exc as sa
+
+from apicredits.errors import ApicreditsError, DatabaseUnavailable
+
+log = logging.getLogger("apicredits.db")
+
+_SQLSTATES = ("08", "53", "57P", "58", "3D000")
+_SQLITE = (
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+    "database is locked",
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    if isinstance(exc, sa.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa.InterfaceError):
+            return True
+        return exc.orig is not None and is_outage(exc.orig)
+    if isinstance(exc, sa.TimeoutError | sa.DisconnectionError | OSError):
+        return True  # the pool gave no connection; the network or the file system failed
+    if isinstance(exc, sqlite3.OperationalError):
+        return str(exc).lower().startswith(_SQLITE)
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_SQLSTATES)
+
+
+@contextlib.contextmanager
+def unavailable_on_outage() -> Iterator[None]:
+    try:
+        yield
+    except ApicreditsError:
+        raise
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        raise DatabaseUnavailable("the database is unavailable right now; retry shortly") from exc
