@@ -166,7 +166,7 @@ class LimitsUnavailable(ApicreditsError):
 
 class DatabaseUnavailable(ApicreditsError):
     """The database cannot be reached or used right now (down, unreachable, full, busy):
-    the request did nothing it could not undo; retrying later is the remedy."""
+    retrying later is the remedy."""
 
     code = "database_unavailable"
     status = 503

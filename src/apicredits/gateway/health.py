@@ -1,7 +1,8 @@
 """Probes for whatever runs the gateway: ``/healthz`` (the process answers) and ``/readyz``
 (it can serve calls: its database answers, and so does the shared limits store when there
-is one). A load balancer that routes by ``/readyz`` stops sending calls to a replica whose
-Redis or PostgreSQL is gone, which refuses every call meanwhile (fail closed)."""
+is one). A load balancer that routes by ``/readyz`` stops sending calls to a replica that
+would refuse them: every call while its database is gone, every rate-limited call while its
+Redis is (fail closed)."""
 
 from __future__ import annotations
 
