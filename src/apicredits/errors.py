@@ -171,6 +171,10 @@ class DatabaseUnavailable(ApicreditsError):
     code = "database_unavailable"
     status = 503
 
+    def __init__(self, message: str, *, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause  # the driver's words: for the operator (log, CLI), not the client
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}

@@ -21,7 +21,7 @@ from apicredits.cli import (
     oracle,
     services,  # noqa: F401 - registers its commands on admin.app
 )
-from apicredits.errors import ApicreditsError
+from apicredits.errors import ApicreditsError, DatabaseUnavailable
 from apicredits.logs import json_log_config
 
 if TYPE_CHECKING:
@@ -167,6 +167,9 @@ def db_upgrade() -> None:
 def main() -> None:
     try:
         app()
+    except DatabaseUnavailable as exc:  # the operator gets the driver's words
+        sys.stderr.write(f"error: database: {exc.cause or exc.message}\n")
+        sys.exit(1)
     except ApicreditsError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         sys.exit(1)

@@ -1,8 +1,9 @@
 """A database that cannot be used now, told apart from a statement that is wrong.
 
 ``unavailable_on_outage`` turns the first into ``DatabaseUnavailable`` (503, retry) at the
-``Database`` boundary, so that every caller handles an outage as the domain error it is,
-and leaves the second (a bug) as it was. An outage is: no connection (refused, dropped,
+``Database`` boundary, so that every caller handles an outage as the domain error it is
+(the edge that answers it logs the driver's words, ``DatabaseUnavailable.cause``), and
+leaves the second (a bug) as it was. An outage is: no connection (refused, dropped,
 timed out, the pool exhausted), PostgreSQL's connection, resource, operator and system
 error classes (SQLSTATE ``08``, ``53``, ``57P``, ``58``) or a database that does not exist
 (``3D000``), and SQLite failing to open, read or grow its file or waiting out its lock.
@@ -11,15 +12,12 @@ error classes (SQLSTATE ``08``, ``53``, ``57P``, ``58``) or a database that does
 from __future__ import annotations
 
 import contextlib
-import logging
 import sqlite3
 from collections.abc import Iterator
 
 from sqlalchemy import exc as sa
 
 from apicredits.errors import ApicreditsError, DatabaseUnavailable
-
-log = logging.getLogger("apicredits.db")
 
 _SQLSTATES = ("08", "53", "57P", "58", "3D000")
 _SQLITE = (
@@ -52,5 +50,7 @@ def unavailable_on_outage() -> Iterator[None]:
     except Exception as exc:
         if not is_outage(exc):
             raise
-        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-        raise DatabaseUnavailable("the database is unavailable right now; retry shortly") from exc
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
+        raise DatabaseUnavailable(
+            "the database is unavailable right now; retry shortly", cause=cause[0]
+        ) from exc

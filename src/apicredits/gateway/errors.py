@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
-from apicredits.errors import ApicreditsError, RateLimited
+from apicredits.errors import ApicreditsError, DatabaseUnavailable, RateLimited
 
 log = logging.getLogger("apicredits.gateway")
 
@@ -34,7 +34,14 @@ def error_response(status: int, code: str, message: str, **details: Any) -> JSON
     return JSONResponse(body, status_code=status)
 
 
+def log_outage(exc: ApicreditsError) -> None:
+    """An outage's cause goes to the operator's log; the client gets its code and a retry."""
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("database unavailable: %s", exc.cause)
+
+
 def domain_error_response(exc: ApicreditsError) -> JSONResponse:
+    log_outage(exc)
     response = JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(max(1, int(exc.retry_after_seconds + 0.999)))

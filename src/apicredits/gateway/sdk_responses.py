@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from apicredits.errors import ApicreditsError, RateLimited
 from apicredits.gateway.call import Call
+from apicredits.gateway.errors import log_outage
 from apicredits.gateway.idempotency import Replay
 from apicredits.oracle.messages import event_id
 from apicredits.providers.base import Route
@@ -57,6 +58,7 @@ def upstream_failure(
 
 def route_error(route: Route, exc: ApicreditsError) -> Response:
     """``exc`` as the route's SDK parses an error; a provider's own 4xx passes through."""
+    log_outage(exc)
     if isinstance(exc, UpstreamFailed) and exc.body is not None:
         # A 4xx from the provider is about the request: pass its own error through.
         response = Response(exc.body, exc.status, media_type="application/json")

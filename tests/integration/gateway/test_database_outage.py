@@ -41,7 +41,7 @@ def drop(database_url: str) -> None:
 
 
 def test_a_database_that_goes_away_is_a_503_everywhere(
-    tmp_path: Path, sim: str, postgres_url: str
+    tmp_path: Path, sim: str, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(data_dir=tmp_path, admin_token="t", database_url=postgres_url, sim_url=sim)
     with running_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
@@ -71,3 +71,6 @@ def test_a_database_that_goes_away_is_a_503_everywhere(
         r = client.get("/readyz")
         assert r.status_code == 503
         assert r.json()["error"]["checks"]["database"].startswith("failed")
+    # the clients got a code; the operator's log got the driver's words
+    causes = [r.getMessage() for r in caplog.records if "database unavailable:" in r.getMessage()]
+    assert any(f'database "{postgres_url.rsplit("/", 1)[1]}" does not exist' in c for c in causes)
