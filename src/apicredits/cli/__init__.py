@@ -185,14 +185,15 @@ def main() -> None:
     except Exception as exc:
         if not _is_database_error(exc):
             raise
-        # the database: unreachable, missing, refusing us; the driver's words say which
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        sys.stderr.write(f"error: database: {cause}\n")
+        from apicredits.db.outages import driver_message
+
+        sys.stderr.write(f"error: database: {driver_message(exc)}\n")
         sys.exit(1)
 
 
 def _is_database_error(exc: Exception) -> bool:
-    """SQLAlchemy's errors, checked without importing it: a command that met one has loaded
-    it, and the commands that never touch a database start faster without it."""
+    """SQLAlchemy's errors that are not outages (those arrive as ``DatabaseUnavailable``),
+    checked without importing it: a command that met one has loaded it, and the commands
+    that never touch a database start faster without it."""
     module = sys.modules.get("sqlalchemy.exc")
     return module is not None and isinstance(exc, module.SQLAlchemyError)

@@ -50,7 +50,12 @@ def unavailable_on_outage() -> Iterator[None]:
     except Exception as exc:
         if not is_outage(exc):
             raise
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__]
         raise DatabaseUnavailable(
-            "the database is unavailable right now; retry shortly", cause=cause[0]
+            "the database is unavailable right now; retry shortly", cause=driver_message(exc)
         ) from exc
+
+
+def driver_message(exc: BaseException) -> str:
+    """The first line of what the driver said (SQLAlchemy wraps it as ``orig``)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -106,3 +106,11 @@ def test_a_database_it_cannot_open_is_one_line(tmp_path: Path, command: tuple[st
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if not line.startswith("admin token:")]
     assert lines == ["error: database: unable to open database file"]
+
+
+def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 500)  # not an outage: no retry will mend it
+    done = _apicredits("db", "upgrade", APICREDITS_DATABASE_URL=f"sqlite:///{garbage}")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["error: database: file is not a database"]
