@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from apicredits.db.outages import unavailable_on_outage
+from apicredits.db.outages import raise_if_outage, unavailable_on_outage
 from apicredits.db.sql import Sql
 from apicredits.errors import InvalidInput
 
@@ -116,7 +116,7 @@ class Database:
         """Like ``write``, for hand-written SQL on the hot path. On SQLite it runs on one
         writer thread with its own driver connection (writers serialise on SQLite anyway),
         skipping the pool and SQLAlchemy's transaction machinery."""
-        with unavailable_on_outage():
+        try:
             if self._async is not None:
                 async with self._async.begin() as conn:
                     return await conn.run_sync(lambda c: work(Sql(c, facts=self._facts)))
@@ -126,13 +126,19 @@ class Database:
                 pass  # another connection writes: wait for the lock on the writer thread
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._writer, self._write_raw, work)
+        except Exception as exc:
+            raise_if_outage(exc)
+            raise
 
     def write_now(self, work: Callable[[Sql], T]) -> T:
         """Like ``write_sql``, but on the calling thread at once, never waiting: only SQLite
         can, when its write lock is free this instant; otherwise (PostgreSQL, or another
         connection writing) it raises ``WriteBusy``, having done nothing."""
-        with unavailable_on_outage():
+        try:
             return self._write_inline(work)
+        except Exception as exc:
+            raise_if_outage(exc)
+            raise
 
     def _write_inline(self, work: Callable[[Sql], T]) -> T:
         """One short write transaction on the event loop's thread, if the write lock is free

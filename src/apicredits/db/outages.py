@@ -45,11 +45,16 @@ def is_outage(exc: BaseException) -> bool:
 def unavailable_on_outage() -> Iterator[None]:
     try:
         yield
-    except ApicreditsError:
-        raise
     except Exception as exc:
-        if not is_outage(exc):
-            raise
+        raise_if_outage(exc)
+        raise
+
+
+def raise_if_outage(exc: Exception) -> None:
+    """``DatabaseUnavailable`` if ``exc`` is an outage; nothing otherwise (the caller then
+    re-raises ``exc``). For the hot path, in a plain ``except``: ``unavailable_on_outage``
+    costs a generator on every call, a ``try`` nothing until it catches."""
+    if not isinstance(exc, ApicreditsError) and is_outage(exc):
         raise DatabaseUnavailable(
             "the database is unavailable right now; retry shortly", cause=driver_message(exc)
         ) from exc
