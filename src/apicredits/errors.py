@@ -20,8 +20,9 @@ and one-line messages in the CLI.
     ├── InsufficientCredits     402 insufficient_credits
     ├── BudgetExceeded          402 budget_exceeded
     ├── RateLimited             429 rate_limited
-    ├── LimitsUnavailable       503 limits_unavailable
-    └── DatabaseUnavailable     503 database_unavailable
+    └── Unavailable             503 (with Retry-After)
+        ├── LimitsUnavailable   503 limits_unavailable
+        └── DatabaseUnavailable 503 database_unavailable
 """
 
 from __future__ import annotations
@@ -152,11 +153,14 @@ class RateLimited(ApicreditsError):
         )
         self.retry_after_seconds = retry_after_seconds
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, int(self.retry_after_seconds + 0.999)))}  # whole s
 
-class LimitsUnavailable(ApicreditsError):
-    """The shared limits store (Redis) cannot be reached: fail closed."""
 
-    code = "limits_unavailable"
+class Unavailable(ApicreditsError):
+    """Something the gateway needs cannot be used right now; retrying shortly is the remedy."""
+
     status = 503
 
     @property
@@ -164,17 +168,17 @@ class LimitsUnavailable(ApicreditsError):
         return {"Retry-After": "1"}
 
 
-class DatabaseUnavailable(ApicreditsError):
-    """The database cannot be reached or used right now (down, unreachable, full, busy):
-    retrying later is the remedy."""
+class LimitsUnavailable(Unavailable):
+    """The shared limits store (Redis) cannot be reached: fail closed."""
+
+    code = "limits_unavailable"
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached or used right now (down, unreachable, full, busy)."""
 
     code = "database_unavailable"
-    status = 503
 
     def __init__(self, message: str, *, cause: str = "") -> None:
         super().__init__(message)
         self.cause = cause  # the driver's words: for the operator (log, CLI), not the client
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
-from apicredits.errors import ApicreditsError, DatabaseUnavailable, RateLimited
+from apicredits.errors import ApicreditsError, DatabaseUnavailable
 
 log = logging.getLogger("apicredits.gateway")
 
@@ -42,10 +42,7 @@ def log_outage(exc: ApicreditsError) -> None:
 
 def domain_error_response(exc: ApicreditsError) -> JSONResponse:
     log_outage(exc)
-    response = JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
-    if isinstance(exc, RateLimited):
-        response.headers["Retry-After"] = str(max(1, int(exc.retry_after_seconds + 0.999)))
-    return response
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers)
 
 
 async def _domain(_: Request, exc: Exception) -> JSONResponse:

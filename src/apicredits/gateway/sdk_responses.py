@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from starlette.responses import Response
 
-from apicredits.errors import ApicreditsError, RateLimited
+from apicredits.errors import ApicreditsError
 from apicredits.gateway.call import Call
 from apicredits.gateway.errors import log_outage
 from apicredits.gateway.idempotency import Replay
@@ -37,6 +37,10 @@ class UpstreamFailed(ApicreditsError):
         self.status = status  # type: ignore[misc]
         self.body = body
         self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": self.retry_after} if self.retry_after else {}
 
 
 def upstream_failure(
@@ -67,11 +71,6 @@ def route_error(route: Route, exc: ApicreditsError) -> Response:
         body = error_body(route, exc.status, exc.code, exc.message, **details)
         response = Response(body, exc.status, media_type="application/json")
     response.headers.update(exc.headers)
-    retry_after = exc.retry_after if isinstance(exc, UpstreamFailed) else None
-    if isinstance(exc, RateLimited):
-        retry_after = str(max(1, int(exc.retry_after_seconds + 0.999)))
-    if retry_after:
-        response.headers["retry-after"] = retry_after
     return response
 
 
