@@ -68,7 +68,11 @@ def count(src: str, requests: int, connections: int) -> tuple[float, dict[str, i
         if done.errors * 100 > requests:
             raise SystemExit(f"{src}: too many failed calls to count")
         parts = list(out.parent.glob(out.name + ".*"))
-        return _totals(parts) / (done.requests + done.errors), _by_object(parts)
+        by_object = _by_object(parts)
+        total = sum(by_object.values())  # equals the dumps' ``totals:`` lines
+        if not total:
+            raise SystemExit("callgrind wrote no counts")
+        return total / (done.requests + done.errors), by_object
     finally:
         for proc in (gw, sim):
             proc.terminate()
@@ -78,18 +82,6 @@ def count(src: str, requests: int, connections: int) -> tuple[float, dict[str, i
 
 def _control(pid: int, option: str) -> None:
     subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
-
-
-def _totals(parts: list[Path]) -> int:
-    """The events counted in the worker's dumps (``totals:`` of each part file)."""
-    total = 0
-    for part in parts:
-        for line in part.read_text().splitlines():
-            if line.startswith("totals:"):
-                total += int(line.split()[1])
-    if not total:
-        raise SystemExit("callgrind wrote no counts")
-    return total
 
 
 def _by_object(parts: list[Path]) -> dict[str, int]:
