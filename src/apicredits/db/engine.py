@@ -6,8 +6,7 @@ thread with the stdlib driver (one thread hop per transaction, not per statement
 writes take ``BEGIN IMMEDIATE``; on PostgreSQL it runs on asyncpg through SQLAlchemy's
 greenlet bridge (``run_sync``), and stores lock rows with ``SELECT ... FOR UPDATE``. The
 ledger's hot writes (``write_sql``) skip SQLAlchemy: on SQLite they run on the stdlib
-driver's own connections, on PostgreSQL on the pooled asyncpg connection from a greenlet
-of ours (``db.greenlets``).
+driver's own connections, on PostgreSQL on asyncpg (``db.pg_writes``).
 """
 
 from __future__ import annotations
@@ -21,20 +20,17 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Pool, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError, IntegrityError, InterfaceError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from apicredits.db.greenlets import run_sync
 from apicredits.db.outages import raise_if_outage, unavailable_on_outage
+from apicredits.db.pg_writes import HotWriter
 from apicredits.db.sql import Sql
 from apicredits.errors import InvalidInput
-
-if TYPE_CHECKING:
-    import asyncpg
 
 T = TypeVar("T")
 
@@ -94,6 +90,7 @@ class Database:
             )
             _ping_when_idle(self._async.sync_engine.pool, PING_AFTER_IDLE_SECONDS)
             self._facts: dict[str, Any] = {}  # see ``Sql.facts``
+            self._hot_writer = HotWriter(self._async, self._facts, PING_AFTER_IDLE_SECONDS)
 
     @property
     def is_postgres(self) -> bool:
@@ -125,7 +122,7 @@ class Database:
         skipping the pool and SQLAlchemy's transaction machinery."""
         try:
             if self._async is not None:
-                return await self._write_pg(work)
+                return await self._hot_writer.write(work)
             try:  # a file database: try it right here first
                 return self._write_inline(work)
             except WriteBusy:
@@ -135,29 +132,6 @@ class Database:
         except Exception as exc:
             raise_if_outage(exc)
             raise
-
-    async def _write_pg(self, work: Callable[[Sql], T]) -> T:
-        """One transaction on a pooled connection's asyncpg driver, ``work`` run in a greenlet
-        whose statements go to asyncpg directly (``db.sql``): SQLAlchemy's execution layer
-        cost more CPU per statement than the database's own work (measured: see README →
-        Performance). The pool is SQLAlchemy's, so checkout checks and limits are shared."""
-        import asyncpg  # loaded by then (the engine's driver); SQLite users never need it
-
-        assert self._async is not None
-        async with self._async.connect() as conn:
-            pooled = await conn.get_raw_connection()
-            driver: asyncpg.Connection = pooled.driver_connection
-            try:
-                return await _in_transaction(driver, work, Sql(None, pg=driver, facts=self._facts))
-            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if driver.is_closed():
-                    pooled.invalidate(exc)  # the pool replaces it, no check needed
-                # as SQLAlchemy raises them: what the batcher and ``db.outages`` know
-                if isinstance(exc, asyncpg.InterfaceError):
-                    raise InterfaceError(None, None, exc) from exc
-                if exc.sqlstate and exc.sqlstate.startswith("23"):
-                    raise IntegrityError(None, None, exc) from exc
-                raise
 
     def write_now(self, work: Callable[[Sql], T]) -> T:
         """Like ``write_sql``, but on the calling thread at once, never waiting: only SQLite
@@ -221,6 +195,7 @@ class Database:
 
     async def aclose(self) -> None:
         if self._async is not None:
+            await self._hot_writer.close()
             await self._async.dispose()
         if self._sync is not None:
             self._sync.dispose()
@@ -241,21 +216,6 @@ class Database:
         if self._writer_raw is not None:
             self._writer_raw.close()
             self._writer_raw = None
-
-
-async def _in_transaction(driver: asyncpg.Connection, work: Callable[[Sql], T], sql: Sql) -> T:
-    """``work`` in a transaction on ``driver``. Unlike asyncpg's ``async with transaction()``,
-    a connection that died mid-way raises what killed it, not the failed ROLLBACK's error."""
-    transaction = driver.transaction()
-    await transaction.start()
-    try:
-        result = await run_sync(work, sql)
-    except BaseException:
-        if not driver.is_closed():
-            await transaction.rollback()
-        raise
-    await transaction.commit()
-    return result
 
 
 SQLITE_PRAGMAS = (

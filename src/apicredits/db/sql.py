@@ -96,7 +96,8 @@ class Sql:
         if self._pg is not None:
             statement, names = _numbered(sql)
             status = await_(self._pg.execute(statement, *_args(names, params)))
-            return int(status.rsplit(" ", 1)[-1])  # "UPDATE 3", "INSERT 0 1"
+            count = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1"; "CREATE TABLE"
+            return int(count) if count.isdigit() else 0
         return int(self.conn.execute(_text(sql), dict(params or {})).rowcount)
 
     def insert_rowid(self, sql: str, values: Sequence[Any]) -> int:

@@ -3,13 +3,14 @@ from a greenlet, one transaction per unit of work, errors as the rest of the cod
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from apicredits.db import Database
+from apicredits.db import Database, engine
 from apicredits.db.sql import Sql
 from apicredits.errors import DatabaseUnavailable
 
@@ -80,3 +81,39 @@ async def test_a_connection_lost_mid_unit_is_an_outage_and_the_next_unit_gets_a_
     assert "terminating connection" in lost.value.cause  # what killed it, not the rollback
     await db.write_sql(lambda sql: sql.run("INSERT INTO t (id, n) VALUES ('next', 2)"))
     assert await db.read(rows) == [("next", 2)]
+
+
+async def test_a_held_connection_cut_while_idle_is_replaced_unseen(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "PING_AFTER_IDLE_SECONDS", 0.2)
+    db = Database(postgres_url, pool_size=1)
+    try:
+        first = await db.write_sql(backend_pid)
+        assert await db.write_sql(backend_pid) == first  # the writer holds its connection
+        await db.read(lambda c: c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}))
+        await asyncio.sleep(0.3)  # idle past the threshold: checked before the next unit
+        assert await db.write_sql(backend_pid) != first
+    finally:
+        await db.aclose()
+
+
+async def test_units_of_concurrent_callers_do_not_interleave(db: Database) -> None:
+    """Each unit reads and then writes; interleaved on one connection they would share a
+    transaction and see each other's rows."""
+
+    def add(n: int) -> Callable[[Sql], int]:
+        def work(sql: Sql) -> int:
+            (count,) = sql.all("SELECT count(*) FROM t")[0]
+            sql.run("INSERT INTO t (id, n) VALUES (:id, :n)", {"id": f"r{n:02}", "n": count})
+            return int(count)
+
+        return work
+
+    seen = await asyncio.gather(*(db.write_sql(add(n)) for n in range(20)))
+    assert sorted(seen) == list(range(20))  # each saw exactly the units before it
+    assert len(await db.read(rows)) == 20
+
+
+def backend_pid(sql: Sql) -> int:
+    return int(sql.all("SELECT pg_backend_pid()")[0][0])
