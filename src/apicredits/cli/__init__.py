@@ -166,7 +166,19 @@ def db_upgrade() -> None:
 
 def main() -> None:
     try:
-        app()
+        # Not standalone: usage errors come here to be told in one line like the rest,
+        # rather than in Typer's boxed block.
+        outcome = app(standalone_mode=False)
+    except typer.TyperException as exc:  # a usage error (exit 2) or another of Typer's
+        message = exc.format_message().rstrip(".")
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        if message:  # none when Typer printed the help instead (a group given no command)
+            sys.stderr.write(f"error: {message}{hint}\n")
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-D at a prompt
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
     except DatabaseUnavailable as exc:  # the operator gets the driver's words
         sys.stderr.write(f"error: database: {exc.cause or exc.message}\n")
         sys.exit(1)
@@ -189,6 +201,8 @@ def main() -> None:
 
         sys.stderr.write(f"error: database: {driver_message(exc)}\n")
         sys.exit(1)
+    # what ``typer.Exit`` or Ctrl-C asked for (130), else success
+    sys.exit(outcome if isinstance(outcome, int) else 0)
 
 
 def _is_database_error(exc: Exception) -> bool:

@@ -80,6 +80,32 @@ def test_errors_are_one_line_with_nonzero_exit(
     assert expected in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("serve", "--port", "99999"), "'--port': Input should be less than or equal to 65535"),
+        (("nosuch",), "No such command 'nosuch' (see 'python -m apicredits --help')"),
+        (("admin", "balance"), "Missing argument 'tenant_id' (see 'python -m apicredits admin"),
+        (("admin", "tenant", "list", "--bogus"), "No such option: --bogus"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args: tuple[str, ...], expected: str) -> None:
+    done = cli("http://127.0.0.1:1", *args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("error: ")
+    assert expected in done.stderr
+
+
+def test_help_and_a_bare_group_print_the_help() -> None:
+    done = cli("http://127.0.0.1:1", "admin", "--help")
+    assert done.returncode == 0
+    assert "Usage: python -m apicredits admin" in done.stdout
+    bare = cli("http://127.0.0.1:1", "admin")
+    assert "Usage: python -m apicredits admin" in bare.stdout + bare.stderr
+    assert "error:" not in bare.stderr
+
+
 def test_wrong_token_and_unreachable_server(gateway: str) -> None:
     done = cli(gateway, "admin", "tenant", "list", token="wrong")
     assert done.returncode == 1
