@@ -35,6 +35,7 @@ test: $(STAMP) $(ANVIL_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench/*.py
 	$(BIN)/pytest
 
 bench: $(STAMP) $(ANVIL_STAMP)
@@ -48,6 +49,7 @@ bench: $(STAMP) $(ANVIL_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy bench/*.py
 
 # Re-resolve the lock file (needs uv: `pip install uv`).
 lock:

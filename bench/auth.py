@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -188,7 +189,7 @@ def main() -> int:
                 for _ in range(count)
             ]  # fmt: skip
 
-        modes = {
+        modes: dict[str, Callable[[], bytes | list[bytes]]] = {
             "static API key": lambda: fixed({"Authorization": f"Bearer {api_key}"}),
             "bearer capability": lambda: fixed({"Authorization": f"Bearer {bearer}"}),
             "DPoP (proof per call)": lambda: proofs(int(2_000 * args.seconds)),

@@ -118,7 +118,7 @@ def bench(name: str, url: str, args: argparse.Namespace) -> float:
     elapsed = time.perf_counter() - started
     pairs = sum(p for p, _ in results)
     failures = sum(f for _, f in results)
-    rate = pairs / args.seconds
+    rate = pairs / float(args.seconds)
     invariants = asyncio.run(_check(url, pairs))
     print(
         f"{name:<10} {args.processes} procs x {args.concurrency} tasks: {pairs} pairs in "

@@ -121,7 +121,7 @@ def bench_events(count: int) -> list[bytes]:
 
 def bench_big_tree(leaves: int, workers: int) -> None:
     values = [[os.urandom(32)] for _ in range(leaves)]
-    native = merkle._native
+    native = merkle._native  # type: ignore[attr-defined]  # the C extension, if built
     backend = "C extension" if native is not None else keccak_backend()
     start = time.perf_counter()
     serial = MerkleTree.build(USAGE_EVENT_LEAF_TYPES, values)
@@ -137,13 +137,13 @@ def bench_big_tree(leaves: int, workers: int) -> None:
     print(f"root of {leaves:,} bytes32 leaves, {workers} threads: {seconds:.2f} s [{backend}]")
 
     if native is not None:  # the baseline: the same tree in Python, as without a compiler
-        merkle._native = None
+        merkle._native = None  # type: ignore[attr-defined,assignment]
         try:
             start = time.perf_counter()
             python = MerkleTree.build(USAGE_EVENT_LEAF_TYPES, values)
             seconds = time.perf_counter() - start
         finally:
-            merkle._native = native
+            merkle._native = native  # type: ignore[attr-defined]
         assert python.root == serial.root
         print(f"root of {leaves:,} bytes32 leaves, pure Python: {seconds:.2f} s", end=" ")
         print(f"[{keccak_backend()}]")
