@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError, InterfaceError
+from sqlalchemy.exc import InterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apicredits.db.greenlets import run_sync
@@ -52,9 +52,7 @@ class HotWriter:
                     await self._drop(exc)  # the next unit of work gets a new connection
                 if isinstance(exc, asyncpg.InterfaceError):
                     raise InterfaceError(None, None, exc) from exc
-                if exc.sqlstate and exc.sqlstate.startswith("23"):
-                    raise IntegrityError(None, None, exc) from exc
-                raise
+                raise  # a broken constraint arrives as SQLAlchemy's already (``db.sql``)
             finally:
                 self._last_used = time.monotonic()
 

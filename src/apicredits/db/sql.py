@@ -15,10 +15,11 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, TextClause, text
+from sqlalchemy.exc import IntegrityError
 
 from apicredits.db.greenlets import await_
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import asyncpg
 
 Params = Mapping[str, Any]
+T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=512)
@@ -45,6 +47,17 @@ def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
         return f"${names.setdefault(match.group(1), len(names) + 1)}"
 
     return _NAME.sub(number, sql), tuple(names)
+
+
+def _pg(awaitable: Awaitable[T]) -> T:
+    """An asyncpg call's result; a broken constraint raised as SQLAlchemy raises it (what the
+    ledger and its batcher catch on either engine)."""
+    try:
+        return await_(awaitable)
+    except Exception as exc:
+        if (getattr(exc, "sqlstate", None) or "").startswith("23"):
+            raise IntegrityError(None, None, exc) from exc
+        raise
 
 
 def _args(names: tuple[str, ...], params: Params | None) -> list[Any]:
@@ -85,7 +98,7 @@ class Sql:
             return rows
         if self._pg is not None:
             statement, names = _numbered(sql)
-            found: list[Sequence[Any]] = await_(self._pg.fetch(statement, *_args(names, params)))
+            found: list[Sequence[Any]] = _pg(self._pg.fetch(statement, *_args(names, params)))
             return found
         return [tuple(r) for r in self.conn.execute(_text(sql), dict(params or {}))]
 
@@ -95,7 +108,7 @@ class Sql:
             return int(self._raw.execute(sql, params or {}).rowcount)
         if self._pg is not None:
             statement, names = _numbered(sql)
-            status = await_(self._pg.execute(statement, *_args(names, params)))
+            status = _pg(self._pg.execute(statement, *_args(names, params)))
             count = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1"; "CREATE TABLE"
             return int(count) if count.isdigit() else 0
         return int(self.conn.execute(_text(sql), dict(params or {})).rowcount)
@@ -115,7 +128,7 @@ class Sql:
             self._raw.executemany(sql, rows)
         elif self._pg is not None:
             statement, names = _numbered(sql)
-            await_(self._pg.executemany(statement, [_args(names, r) for r in rows]))
+            _pg(self._pg.executemany(statement, [_args(names, r) for r in rows]))
         else:
             self.conn.execute(_text(sql), [dict(r) for r in rows])
 

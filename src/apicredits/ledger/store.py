@@ -3,9 +3,11 @@
 Runs inside one transaction on one ``Connection`` (see ``apicredits.db.engine``), through
 ``apicredits.db.sql.Sql``. Locking: on PostgreSQL the batch's accounts and budget buckets
 are locked ``FOR UPDATE`` in sorted order (so two batches never deadlock) *before* the
-transfers that decide idempotency and lock state are read; on SQLite ``BEGIN IMMEDIATE``
-already serialises writers, and a write connection's ``ledger.snapshot`` spares the reads
-while nothing else has committed. Writing: on PostgreSQL one statement (round trips are
+transfers that decide idempotency and lock state are read, and when the batch closes only
+locks this process knows, those transfers are guessed instead (ids unused, locks open) and
+the unique indexes check the guess at the write; on SQLite ``BEGIN IMMEDIATE`` already
+serialises writers, and a write connection's ``ledger.snapshot`` spares the reads while
+nothing else has committed. Writing: on PostgreSQL one statement (round trips are
 its cost); on SQLite one statement per table (statements cost microseconds there).
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from apicredits.db.schema import metadata
 from apicredits.db.sql import Sql
@@ -75,6 +78,14 @@ def apply_commands(
         # A refusal may be the retry of a command that once succeeded, whose id the
         # snapshot took for unused: nothing is written yet, so read everything instead.
         trusted = not any(isinstance(r, ApicreditsError) for r in outcome.results)
+    if not trusted and sql.pg and trust_snapshot and _locks_all_known(sql, commands):
+        # PostgreSQL's counterpart of the snapshot: read only what the batch locks (its
+        # accounts and budgets, which other processes change), and guess the rest, its ids
+        # unused and its locks open, as the snapshot would. Unique indexes catch a wrong
+        # guess at the write (``StaleSnapshot``); a refusal is read again below.
+        view = load_view(sql, commands, now_us, read_transfers=False)
+        outcome = apply_batch(view, commands, now_us)
+        trusted = not any(isinstance(r, ApicreditsError) for r in outcome.results)
     if not trusted:
         view = load_view(sql, commands, now_us)
         if snapshot is not None:
@@ -83,8 +94,8 @@ def apply_commands(
     assert view is not None
     try:
         seqs = write_outcome(sql, outcome, view.transfers)
-    except sqlite3.IntegrityError:
-        if trusted:  # an id the snapshot took for unused was not
+    except (sqlite3.IntegrityError, IntegrityError):
+        if trusted:  # an id taken for unused was not, or a lock taken for open was closed
             raise StaleSnapshot from None
         raise
     written = {t.id: t.numbered(seqs[t.id]) for t in outcome.new_transfers}
@@ -100,8 +111,22 @@ def apply_commands(
     return results, available
 
 
-def load_view(sql: Sql, commands: list[Command], now_us: int) -> LedgerView:
-    lock_ids = {c.lock_id for c in commands if isinstance(c, Consume | Refund | Expire)}
+def _lock_ids(commands: list[Command]) -> set[str]:
+    return {c.lock_id for c in commands if isinstance(c, Consume | Refund | Expire)}
+
+
+def _locks_all_known(sql: Sql, commands: list[Command]) -> bool:
+    remembered = _known_locks(sql)
+    return all(i in remembered for i in _lock_ids(commands))
+
+
+def load_view(
+    sql: Sql, commands: list[Command], now_us: int, *, read_transfers: bool = True
+) -> LedgerView:
+    """What the batch needs, read under its locks. Without ``read_transfers`` (PostgreSQL,
+    every lock known) the view holds no transfers but the locks the batch closes: no
+    namesakes, no closings."""
+    lock_ids = _lock_ids(commands)
     locks: dict[str, Transfer] = {}
     known: list[Transfer] | None = None
     if not sql.pg:
@@ -174,7 +199,9 @@ def load_view(sql: Sql, commands: list[Command], now_us: int) -> LedgerView:
             view.usage[(r[0], r[1])] = r[2]
 
     # Read with the locks held: these rows decide idempotency and whether a lock is open.
-    for t in known if known is not None else _related_transfers(sql, commands, lock_ids):
+    if known is None:
+        known = _related_transfers(sql, commands, lock_ids) if read_transfers else [*locks.values()]
+    for t in known:
         view.transfers[t.id] = t
         if t.pending_id is not None:
             view.closings[t.pending_id] = t

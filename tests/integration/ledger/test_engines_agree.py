@@ -15,6 +15,7 @@ from sqlalchemy import Connection, text
 
 from apicredits.db import Database, upgrade
 from apicredits.db.schema import budgets, tenants
+from apicredits.errors import LockClosed
 from apicredits.ledger import (
     PLATFORM_REVENUE_ACCOUNT,
     AccountType,
@@ -141,7 +142,7 @@ async def test_postgres_and_sqlite_write_the_same_ledger(postgres_url: str, tmp_
     assert balances["tenant:acme"] == (100, 410, 0, 1_000)
 
 
-async def test_postgres_finds_a_known_locks_rows_without_reading_it(
+async def test_postgres_closes_a_known_lock_without_reading_transfers(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[str] = []
@@ -164,12 +165,37 @@ async def test_postgres_finds_a_known_locks_rows_without_reading_it(
         await other.lock("theirs", t, 100, timeout_seconds=60)  # another process, in effect
         reads.clear()
         await ledger.consume("mine:c", "mine", 10)
-        assert len(reads) == 1  # only the read under the row locks
-        reads.clear()
+        assert reads == []  # its rows remembered; its id guessed unused, the lock open
         await ledger.consume("theirs:c", "theirs", 20)
         assert len(reads) == 2  # first which rows to lock, then the read under them
         balance = await ledger.balance(t)
         assert (balance.available_micro, balance.locked_micro) == (970, 0)
+    finally:
+        await db.aclose()
+        await other_db.aclose()
+
+
+async def test_postgres_catches_a_wrong_guess_and_reads(postgres_url: str) -> None:
+    """A replayed id, and a known lock that another process closed: the unique indexes
+    refuse the guessed write, and the batch runs again reading."""
+    db, other_db = Database(postgres_url), Database(postgres_url)
+    try:
+        await upgrade(db)
+        ledger, other = Ledger(db), Ledger(other_db)
+        await ledger.open_system_accounts()
+        t = tenant_account("acme")
+        await ledger.open_account(t, AccountType.TENANT)
+        await ledger.deposit("fund", t, 1_000)
+        await ledger.lock("a", t, 100, timeout_seconds=60)
+        first = await ledger.consume("a:c", "a", 10)
+        again = await ledger.consume("a:c", "a", 10)  # a retry: the same transfer back
+        assert (again.id, again.seq, again.amount) == (first.id, first.seq, 10)
+        await ledger.lock("b", t, 100, timeout_seconds=60)
+        await other.refund("b:r", "b")  # closed elsewhere; this process still knows it open
+        with pytest.raises(LockClosed):
+            await ledger.consume("b:c", "b", 10)
+        balance = await ledger.balance(t)
+        assert (balance.available_micro, balance.locked_micro) == (990, 0)
     finally:
         await db.aclose()
         await other_db.aclose()
