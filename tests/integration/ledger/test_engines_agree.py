@@ -7,6 +7,8 @@ scenario touching every kind of write runs on both and their tables are compared
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -153,16 +155,9 @@ async def test_postgres_closes_a_known_lock_without_reading_transfers(
         return real(sql, where, params)
 
     monkeypatch.setattr(store, "_transfers", counting)
-    db, other_db = Database(postgres_url), Database(postgres_url)
-    try:
-        await upgrade(db)
-        ledger, other = Ledger(db), Ledger(other_db)
-        await ledger.open_system_accounts()
-        t = tenant_account("acme")
-        await ledger.open_account(t, AccountType.TENANT)
-        await ledger.deposit("fund", t, 1_000)
+    async with two_processes(postgres_url) as (ledger, other, t):
         await ledger.lock("mine", t, 100, timeout_seconds=60)
-        await other.lock("theirs", t, 100, timeout_seconds=60)  # another process, in effect
+        await other.lock("theirs", t, 100, timeout_seconds=60)
         reads.clear()
         await ledger.consume("mine:c", "mine", 10)
         assert reads == []  # its rows remembered; its id guessed unused, the lock open
@@ -170,22 +165,12 @@ async def test_postgres_closes_a_known_lock_without_reading_transfers(
         assert len(reads) == 2  # first which rows to lock, then the read under them
         balance = await ledger.balance(t)
         assert (balance.available_micro, balance.locked_micro) == (970, 0)
-    finally:
-        await db.aclose()
-        await other_db.aclose()
 
 
 async def test_postgres_catches_a_wrong_guess_and_reads(postgres_url: str) -> None:
     """A replayed id, and a known lock that another process closed: the unique indexes
     refuse the guessed write, and the batch runs again reading."""
-    db, other_db = Database(postgres_url), Database(postgres_url)
-    try:
-        await upgrade(db)
-        ledger, other = Ledger(db), Ledger(other_db)
-        await ledger.open_system_accounts()
-        t = tenant_account("acme")
-        await ledger.open_account(t, AccountType.TENANT)
-        await ledger.deposit("fund", t, 1_000)
+    async with two_processes(postgres_url) as (ledger, other, t):
         await ledger.lock("a", t, 100, timeout_seconds=60)
         first = await ledger.consume("a:c", "a", 10)
         again = await ledger.consume("a:c", "a", 10)  # a retry: the same transfer back
@@ -196,6 +181,21 @@ async def test_postgres_catches_a_wrong_guess_and_reads(postgres_url: str) -> No
             await ledger.consume("b:c", "b", 10)
         balance = await ledger.balance(t)
         assert (balance.available_micro, balance.locked_micro) == (990, 0)
+
+
+@contextlib.asynccontextmanager
+async def two_processes(postgres_url: str) -> AsyncIterator[tuple[Ledger, Ledger, str]]:
+    """Two ledgers on one PostgreSQL database, each with its own ``Database`` as two
+    processes would have, and a tenant account holding 1,000."""
+    db, other_db = Database(postgres_url), Database(postgres_url)
+    try:
+        await upgrade(db)
+        ledger = Ledger(db)
+        await ledger.open_system_accounts()
+        t = tenant_account("acme")
+        await ledger.open_account(t, AccountType.TENANT)
+        await ledger.deposit("fund", t, 1_000)
+        yield ledger, Ledger(other_db), t
     finally:
         await db.aclose()
         await other_db.aclose()
