@@ -11,7 +11,9 @@ for non-streaming chat: requests/s at 8 connections and latency at 1 connection,
 to the simulator and through the gateway's full path (auth, rate limit, lock, proxy,
 meter, consume + usage record, metrics), with the CPU each server process spends per
 request at 8 connections (one worker saturates one core: that figure is its ceiling); the
-ratio; and the gateway's RSS before and after ``--rss-requests`` more requests. The load
+ratio; the gateway's RSS before and after ``--rss-requests`` more requests; and which
+of the gateway's targets (≥ 1,500 req/s, ≥ 30% of direct, ≤ 1 ms added p50, RSS ≤ 150 MB
+without growth) the run met. The load
 generator runs in its own process. The simulator's and the gateway's 8-connection figures
 are medians of ``--rounds`` loads each, taken in turn, and the ratio is the median of the
 rounds' own ratios.
@@ -282,6 +284,18 @@ def run(args: argparse.Namespace, database_url: str | None) -> int:
             f"ledger       locked {balance['locked_micro']} micro after the run "
             f"(must be 0); spent {balance['spent_micro']:,} micro"
         )
+        targets = {
+            "≥ 1,500 req/s": gateway["rps"] >= 1_500,
+            "≥ 30% of direct": statistics.median(ratios) >= 0.30,
+            "≤ 1 ms added p50": gateway["p50_ms"] - direct["p50_ms"] <= 1.0,
+            # growth over the second half of the run within a megabyte of noise
+            "RSS ≤ 150 MB, no growth": after <= 150 and after - middle <= 1.0,
+            "no errors, nothing left locked": not (
+                gateway["errors"] or half.errors or rest.errors or balance["locked_micro"]
+            ),
+        }
+        verdicts = [f"{name} {'met' if ok else 'NOT MET'}" for name, ok in targets.items()]
+        print(f"targets      {'; '.join(verdicts)}")
     finally:
         for proc in (gw, *bares.values(), sim):
             proc.terminate()
