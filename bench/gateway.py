@@ -13,10 +13,9 @@ meter, consume + usage record, metrics), with the CPU each server process spends
 request at 8 connections (one worker saturates one core: that figure is its ceiling); the
 ratio; the gateway's RSS before and after ``--rss-requests`` more requests; and which
 of the gateway's targets (≥ 1,500 req/s, ≥ 30% of direct, ≤ 1 ms added p50, RSS ≤ 150 MB
-without growth) the run met. The load
-generator runs in its own process. The simulator's and the gateway's 8-connection figures
-are medians of ``--rounds`` loads each, taken in turn, and the ratio is the median of the
-rounds' own ratios.
+without growth) the run met. The load generator runs in its own process. The simulator's
+and the gateway's 8-connection figures are medians of ``--rounds`` loads each, taken in
+turn, and the ratio is the median of the rounds' own ratios.
 """
 
 from __future__ import annotations
