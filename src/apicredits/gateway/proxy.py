@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from apicredits.auth.capabilities import require_scope
-from apicredits.errors import ApicreditsError, InvalidInput, RateLimited
+from apicredits.errors import ApicreditsError, DatabaseUnavailable, InvalidInput, RateLimited
 from apicredits.gateway.call import Call, now_us
 from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
@@ -462,6 +462,8 @@ class Proxy:
             await self.rt.ledger.refund(f"{call.lock_id}:refund", call.lock_id)
             self.metrics.refunded.inc(call.worst_micro)
             self.metrics.open_locks.dec()
+        except DatabaseUnavailable as exc:  # an outage, logged once already: no traceback
+            log.warning("refund of %s not made (%s); the lock will expire", call.lock_id, exc.cause)
         except ApicreditsError:
             log.exception("refund of %s failed; the lock will expire", call.lock_id)
         await self._release(call, None)
