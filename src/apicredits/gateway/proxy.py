@@ -31,6 +31,7 @@ from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.routing import Router
 from apicredits.gateway.sdk_responses import (
     UpstreamFailed,
+    call_error,
     charge_headers,
     replay_response,
     route_error,
@@ -180,7 +181,7 @@ class Proxy:
                 principal.tenant_id, idempotency_key, request_hash, request_id, now_us()
             )
             if isinstance(begun, Replay):
-                return replay_response(route, begun)
+                return replay_response(route if job is None else None, begun)
             assert isinstance(begun, Attempt)
             request_id, attempt = begun.request_id, begun.number
         limits = RateLimits(
@@ -239,7 +240,7 @@ class Proxy:
                     await self.idempotency.fail(call.principal.tenant_id, call.idempotency_key)
                 except ApicreditsError:  # the database is gone too: the slot goes stale
                     log.warning("idempotency slot of %s not freed", call.request_id)
-            return route_error(call.route, exc)
+            return call_error(call.route if call.job is None else None, exc)
 
     async def _hold(self, call: Call) -> int:
         """Hold the call's worst case: its own lock, or a reservation inside its job.

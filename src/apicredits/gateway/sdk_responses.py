@@ -1,16 +1,18 @@
 """The gateway's answers in the calling SDK's own format: errors (its own and the
-provider's), replays of idempotent retries, the error event that ends a cut stream, and the
-charge and receipt headers every metered answer carries."""
+provider's; the seed API's in the gateway's own format), replays of idempotent retries, the
+error event that ends a cut stream, and the charge and receipt headers every metered answer
+carries."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from starlette.responses import Response
 
-from apicredits.errors import ApicreditsError
+from apicredits.errors import ApicreditsError, Conflict
 from apicredits.gateway.call import Call
-from apicredits.gateway.errors import log_outage
+from apicredits.gateway.errors import domain_error_response, log_outage
 from apicredits.gateway.idempotency import Replay
 from apicredits.oracle.messages import event_id
 from apicredits.providers.base import Route
@@ -60,6 +62,27 @@ def upstream_failure(
     return UpstreamFailed(upstream_error_code(status), 502, f"{name} answered {status}")
 
 
+class AlreadyCompleted(Conflict):
+    """A retried streamed call: its stream is not replayed, nor charged again."""
+
+    code = "already_completed"
+
+
+def call_error(route: Route | None, exc: ApicreditsError) -> Response:
+    """``exc`` as a call's caller parses it: a provider route's in its SDK's shape
+    (``route_error``); the seed API's (``route`` None: a call inside a job) in the gateway's
+    own, like the rest of the seed API, a provider's refusal of the request riding along
+    as ``upstream``."""
+    if route is not None:
+        return route_error(route, exc)
+    if isinstance(exc, UpstreamFailed) and exc.body is not None:
+        try:
+            exc.details["upstream"] = json.loads(exc.body)
+        except ValueError:
+            exc.details["upstream"] = exc.body.decode("utf-8", "replace")
+    return domain_error_response(exc)
+
+
 def route_error(route: Route, exc: ApicreditsError) -> Response:
     """``exc`` as the route's SDK parses an error; a provider's own 4xx passes through."""
     log_outage(exc)
@@ -74,8 +97,9 @@ def route_error(route: Route, exc: ApicreditsError) -> Response:
     return response
 
 
-def replay_response(route: Route, replay: Replay) -> Response:
-    """The stored answer to a retried call, charged once: a streamed one is not replayed."""
+def replay_response(route: Route | None, replay: Replay) -> Response:
+    """The stored answer to a retried call, charged once: a streamed one is not replayed
+    (an error, in the shape ``call_error`` gives for ``route``)."""
     headers = {
         "apicredits-request-id": replay.request_id,
         "apicredits-cost-micro": str(replay.cost_micro),
@@ -83,15 +107,16 @@ def replay_response(route: Route, replay: Replay) -> Response:
         **receipt_headers(replay.request_id),
     }
     if replay.body is None:
-        body = error_body(
+        response = call_error(
             route,
-            409,
-            "already_completed",
-            "this streamed request already completed; it was not charged again",
-            request_id=replay.request_id,
-            cost_micro=replay.cost_micro,
+            AlreadyCompleted(
+                "this streamed request already completed; it was not charged again",
+                request_id=replay.request_id,
+                cost_micro=replay.cost_micro,
+            ),
         )
-        return Response(body, 409, headers=headers, media_type="application/json")
+        response.headers.update(headers)
+        return response
     return Response(replay.body, replay.status_code, headers=headers, media_type="application/json")
 
 

@@ -539,3 +539,39 @@ def test_gemini_errors_come_in_googles_shape(gateway: Gateway) -> None:
         headers={"x-goog-api-key": key},
     )
     assert unknown.status_code == 404
+
+
+def execute_in_job(
+    gateway: Gateway, route: str, request: dict[str, object], **extra: object
+) -> httpx.Response:
+    """One ``/v1/execute`` call inside a fresh job; ``extra``: headers (``x-sim-*``) as
+    keyword arguments with dashes for underscores."""
+    _, key = gateway.tenant()
+    auth = {"authorization": f"Bearer {key}"}
+    job = httpx.post(
+        f"{gateway.url}/v1/jobs/lock", json={"amount_micro": 1_000_000}, headers=auth
+    ).json()
+    headers = {**auth, "usage-auth": job["usage_token"]}
+    headers.update({k.replace("_", "-"): str(v) for k, v in extra.items()})
+    body = {"job_id": job["job_id"], "route": route, "request": request, "model": "sim-gemini"}
+    return httpx.post(f"{gateway.url}/v1/execute", json=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("route", "request_body"),
+    [
+        ("openai.chat", {"model": "sim-gpt", "messages": PROMPT, "max_tokens": 10}),
+        ("gemini.generate", {"contents": [{"parts": [{"text": "hi"}]}]}),
+    ],
+)
+def test_the_seed_api_answers_call_errors_in_the_gateways_own_shape(
+    gateway: Gateway, route: str, request_body: dict[str, object]
+) -> None:
+    """Like its token and job checks (and quote, lock, settle), whatever the route's SDK."""
+    failed = execute_in_job(gateway, route, request_body, x_sim_fail="500")
+    assert failed.status_code == 502
+    assert failed.json() == {"error": {"code": "upstream_error", "message": "sim answered 500"}}
+    limited = execute_in_job(gateway, route, request_body, x_sim_fail="429")
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "1"
+    assert limited.json()["error"]["code"] == "upstream_rate_limited"

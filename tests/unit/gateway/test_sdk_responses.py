@@ -11,6 +11,7 @@ from apicredits.errors import InsufficientCredits, RateLimited
 from apicredits.gateway.idempotency import Replay
 from apicredits.gateway.sdk_responses import (
     UpstreamFailed,
+    call_error,
     receipt_headers,
     replay_response,
     route_error,
@@ -79,6 +80,41 @@ def test_a_replay_returns_the_stored_answer_but_never_a_stream() -> None:
     streamed = replay_response(Route.OPENAI_CHAT, Replay("req_1", 200, None, 14))
     assert streamed.status_code == 409
     assert json.loads(streamed.body)["error"]["code"] == "already_completed"
+
+
+def test_a_seed_api_replay_of_a_stream_is_refused_in_the_gateways_shape() -> None:
+    streamed = replay_response(None, Replay("req_1", 200, None, 14))
+    assert streamed.status_code == 409
+    assert streamed.headers["apicredits-idempotent-replay"] == "true"
+    assert json.loads(streamed.body) == {
+        "error": {
+            "code": "already_completed",
+            "message": "this streamed request already completed; it was not charged again",
+            "request_id": "req_1",
+            "cost_micro": 14,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "upstream"),
+    [(b'{"error": {"message": "bad n"}}', {"error": {"message": "bad n"}}), (b"nope", "nope")],
+)
+def test_the_seed_api_carries_a_providers_refusal_as_upstream(
+    body: bytes, upstream: object
+) -> None:
+    failure = upstream_failure("sim", 400, {}, body)
+    seed = call_error(None, failure)
+    assert seed.status_code == 400
+    assert json.loads(seed.body) == {
+        "error": {
+            "code": "upstream_error",
+            "message": "sim refused the request",
+            "upstream": upstream,
+        }
+    }
+    sdk = call_error(Route.OPENAI_CHAT, upstream_failure("sim", 400, {}, body))
+    assert sdk.body == body  # a provider route passes the provider's own error through
 
 
 def test_a_cut_stream_ends_with_an_error_event_in_its_dialect() -> None:
