@@ -42,21 +42,28 @@ def drop(database_url: str) -> None:
     asyncio.run(run())
 
 
+def funded_tenant(client: httpx.Client) -> tuple[str, str]:
+    """A tenant with a million micro-credits (admin token ``t``): its id and an API key."""
+    admin = {"Authorization": "Bearer t"}
+    tid = client.post(
+        "/admin/v1/tenants", json={"name": "o", "legacy_keys": True}, headers=admin
+    ).json()["id"]
+    client.post(
+        f"/admin/v1/tenants/{tid}/deposits",
+        json={"amount_micro": 1_000_000, "idempotency_key": "d"},
+        headers=admin,
+    )
+    key = client.post("/admin/v1/keys", json={"tenant_id": tid}, headers=admin).json()["key"]
+    return tid, key
+
+
 def test_a_database_that_goes_away_is_a_503_everywhere(
     tmp_path: Path, sim: str, postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(data_dir=tmp_path, admin_token="t", database_url=postgres_url, sim_url=sim)
     with running_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
         admin = {"Authorization": "Bearer t"}
-        tid = client.post(
-            "/admin/v1/tenants", json={"name": "o", "legacy_keys": True}, headers=admin
-        ).json()["id"]
-        client.post(
-            f"/admin/v1/tenants/{tid}/deposits",
-            json={"amount_micro": 1_000_000, "idempotency_key": "d"},
-            headers=admin,
-        )
-        key = client.post("/admin/v1/keys", json={"tenant_id": tid}, headers=admin).json()["key"]
+        tid, key = funded_tenant(client)
         call = {"Authorization": f"Bearer {key}"}
         assert client.post("/v1/chat/completions", json=CHAT, headers=call).status_code == 200
 
@@ -86,16 +93,7 @@ def test_a_call_in_flight_when_the_database_goes_is_a_503_and_its_lock_left_to_e
     without a traceback; the lock expires (the sweeper refunds it once the database is back)."""
     settings = Settings(data_dir=tmp_path, admin_token="t", database_url=postgres_url, sim_url=sim)
     with running_gateway(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
-        admin = {"Authorization": "Bearer t"}
-        tid = client.post(
-            "/admin/v1/tenants", json={"name": "o", "legacy_keys": True}, headers=admin
-        ).json()["id"]
-        client.post(
-            f"/admin/v1/tenants/{tid}/deposits",
-            json={"amount_micro": 1_000_000, "idempotency_key": "d"},
-            headers=admin,
-        )
-        key = client.post("/admin/v1/keys", json={"tenant_id": tid}, headers=admin).json()["key"]
+        _, key = funded_tenant(client)
         slow = {"Authorization": f"Bearer {key}", "x-sim-latency-ms": "1500"}
         with ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(client.post, "/v1/chat/completions", json=CHAT, headers=slow)
