@@ -57,11 +57,15 @@ class HotWriter:
                 self._last_used = time.monotonic()
 
     async def _connection(self) -> asyncpg.Connection:
-        """The held connection; one that sat idle is checked first (as the pool checks its
-        own), and a dead one replaced unseen."""
-        if self._driver is not None and time.monotonic() - self._last_used > self._check_after_idle:
+        """The held connection, replaced unseen when dead: closed by the server (a restart,
+        an idle timeout), or failing the check made after it sat idle (as the pool checks
+        its own)."""
+        driver = self._driver
+        if driver is not None and driver.is_closed():
+            await self._drop(None)
+        elif driver is not None and time.monotonic() - self._last_used > self._check_after_idle:
             try:
-                await self._driver.fetchval("SELECT 1")
+                await driver.fetchval("SELECT 1")
             except Exception as exc:
                 await self._drop(exc)
         if self._driver is None:
@@ -70,7 +74,7 @@ class HotWriter:
             self._driver = self._pooled.driver_connection
         return self._driver
 
-    async def _drop(self, exc: BaseException) -> None:
+    async def _drop(self, exc: BaseException | None) -> None:
         self._pooled.invalidate(exc)
         held, self._held, self._driver, self._pooled = self._held, None, None, None
         if held is not None:

@@ -117,3 +117,23 @@ async def test_units_of_concurrent_callers_do_not_interleave(db: Database) -> No
 
 def backend_pid(sql: Sql) -> int:
     return int(sql.all("SELECT pg_backend_pid()")[0][0])
+
+
+async def test_a_unit_cancelled_mid_statement_leaves_the_next_one_working(db: Database) -> None:
+    """Shutting down cancels a batch wherever it waits; the held connection must not be left
+    mid-statement for the next unit of work."""
+    slow = asyncio.create_task(db.write_sql(lambda sql: sql.all("SELECT pg_sleep(2)")))
+    await asyncio.sleep(0.3)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    await db.write_sql(lambda sql: sql.run("INSERT INTO t (id, n) VALUES ('after', 1)"))
+    assert await db.read(rows) == [("after", 1)]
+
+
+async def test_a_held_connection_the_server_closed_is_replaced_at_once(db: Database) -> None:
+    """Closed a moment ago (a server restart, say): no failed unit of work, no idle wait."""
+    first = await db.write_sql(backend_pid)
+    await db.read(lambda c: c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}))
+    await asyncio.sleep(0.1)  # the driver sees the connection close
+    assert await db.write_sql(backend_pid) != first
