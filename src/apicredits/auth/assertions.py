@@ -27,6 +27,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from apicredits import json_input
 from apicredits.auth import dpop
 from apicredits.auth.errors import TokenError
 from apicredits.errors import InvalidInput
@@ -87,8 +88,11 @@ _STRICT_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_
 
 
 def strict_json(data: bytes) -> Any:
-    """JSON that rejects duplicate object keys and non-finite numbers (``ValueError``)."""
-    return _STRICT_JSON.decode(data.decode("utf-8"))
+    """JSON that rejects duplicate object keys, non-finite numbers and nesting deeper than
+    ``json_input.MAX_DEPTH`` (``ValueError``)."""
+    text = data.decode("utf-8")
+    json_input.check_depth(text)
+    return _STRICT_JSON.decode(text)
 
 
 def _coordinate(doc: Mapping[str, Any], name: str) -> bytes:

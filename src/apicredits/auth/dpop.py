@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from apicredits import json_input
 from apicredits.auth.replay import ReplayCache
 from apicredits.errors import Unauthorized
 
@@ -185,7 +186,7 @@ def normalize_htu(url: str) -> str:
 
 def _decode(segment: str) -> Any:
     try:
-        return json.loads(_unb64(segment))
+        return json_input.loads(_unb64(segment))
     except (ValueError, binascii.Error, RecursionError):
         raise DPoPError("malformed") from None
 

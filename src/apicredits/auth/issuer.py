@@ -17,11 +17,11 @@ tenant that turned ``dpop_required`` off accepts.
 from __future__ import annotations
 
 import fnmatch
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from apicredits import json_input
 from apicredits.auth.assertions import unb64url, verify_client_assertion
 from apicredits.auth.authenticator import CapabilityAuthenticator
 from apicredits.auth.authority import SKEW, CapabilityAuthority
@@ -40,7 +40,7 @@ ASSERTION_MAX_AGE = 300
 def _claimed_client(assertion: str) -> str:
     """The unverified ``iss`` of an assertion: which service's keys to check it against."""
     try:
-        claims = json.loads(unb64url(assertion.split(".")[1]))
+        claims = json_input.loads(unb64url(assertion.split(".")[1]))
     except (IndexError, ValueError, UnicodeDecodeError):
         raise TokenError("malformed", "client_assertion is not a JWT") from None
     iss = claims.get("iss") if isinstance(claims, dict) else None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import APIRouter, Depends, Query, Request
 
+from apicredits import json_input
 from apicredits.chain.debts import outstanding
 from apicredits.errors import InvalidInput, Unauthorized
 from apicredits.gateway import schemas
@@ -45,7 +46,12 @@ async def require_admin(request: Request, rt: Annotated[Runtime, Depends(runtime
 
 
 RT = Annotated[Runtime, Depends(runtime)]
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)], tags=["admin"])
+router = APIRouter(
+    prefix="/admin/v1",
+    dependencies=[Depends(require_admin)],
+    tags=["admin"],
+    route_class=schemas.BoundedJsonRoute,
+)
 
 
 def iso(us: int | None) -> str | None:
@@ -335,7 +341,7 @@ async def upload_tariff(request: Request, rt: RT) -> dict[str, Any]:
         raise InvalidInput("tariff must be UTF-8") from None
     if content_type == "application/json":
         try:
-            document = json.loads(text)
+            document = json_input.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"malformed JSON: {exc.msg}") from None
         if not isinstance(document, dict):

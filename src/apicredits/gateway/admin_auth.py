@@ -18,7 +18,12 @@ from apicredits.tenants import Credential
 
 log = logging.getLogger("apicredits.gateway")
 
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)], tags=["capabilities"])
+router = APIRouter(
+    prefix="/admin/v1",
+    dependencies=[Depends(require_admin)],
+    tags=["capabilities"],
+    route_class=schemas.BoundedJsonRoute,
+)
 
 
 async def revoke_everywhere(rt: Runtime, kind: str, tenant_id: str, value: str, until: int) -> None:

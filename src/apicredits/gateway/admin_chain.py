@@ -11,7 +11,12 @@ from apicredits.gateway import schemas
 from apicredits.gateway.admin import RT, require_admin
 from apicredits.runtime import Runtime
 
-router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)], tags=["chain"])
+router = APIRouter(
+    prefix="/admin/v1",
+    dependencies=[Depends(require_admin)],
+    tags=["chain"],
+    route_class=schemas.BoundedJsonRoute,
+)
 
 
 async def wallet_doc(rt: Runtime, tenant_id: str) -> dict[str, Any]:

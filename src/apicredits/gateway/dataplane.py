@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
+from apicredits import json_input
 from apicredits.auth.capabilities import require_scope
 from apicredits.auth.usage_tokens import HEADER as USAGE_AUTH
 from apicredits.auth.usage_tokens import check_usage_token, issue_usage_token
@@ -106,7 +107,10 @@ async def json_object(request: Request) -> dict[str, Any]:
     if media_type(request) not in ("application/json", ""):
         raise InvalidInput("expected application/json")
     try:
-        body = json.loads(await request.body())
+        body = json_input.loads(await request.body())
+    except json_input.TooDeep:
+        depth = json_input.MAX_DEPTH
+        raise InvalidInput(f"request body is nested deeper than {depth} levels") from None
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("request body is not valid JSON") from None
     if not isinstance(body, dict):

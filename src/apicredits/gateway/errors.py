@@ -52,13 +52,17 @@ async def _domain(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [
-        {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e["msg"]}
-        for e in exc.errors()
-    ]
+    problems = [_problem(e) for e in exc.errors()]
     first = problems[0] if problems else {"field": "", "problem": "invalid request"}
     message = f"{first['field'] or 'body'}: {first['problem']}"
     return error_response(400, "invalid_request", message, problems=problems)
+
+
+def _problem(error: dict[str, Any]) -> dict[str, str]:
+    if error.get("type") == "json_invalid":  # its loc is ("body", character offset)
+        return {"field": "", "problem": f"malformed JSON: {error.get('ctx', {}).get('error')}"}
+    field = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+    return {"field": field, "problem": error["msg"]}
 
 
 async def http_exception_response(request: Request, exc: Exception) -> JSONResponse:

@@ -492,5 +492,5 @@ def _json_body(request: Request, raw: bytes) -> object:
         raise InvalidInput(f"expected application/json, got {content_type!r}")
     try:
         return parse_json(raw, "request body")
-    except MalformedUpstream:
-        raise InvalidInput("request body is not valid JSON") from None
+    except MalformedUpstream as exc:
+        raise InvalidInput(str(exc)) from None

@@ -1,11 +1,16 @@
-"""Request bodies of the control plane. Amounts are strict integers (no "10", no 10.0)."""
+"""Request bodies of the control plane. Amounts are strict integers (no "10", no 10.0);
+JSON is parsed with its nesting bounded (``BoundedJsonRoute``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from apicredits import json_input
 from apicredits.money import MAX_MICRO
 
 Micro = Annotated[StrictInt, Field(gt=0, le=MAX_MICRO)]
@@ -135,3 +140,24 @@ class RevocationCreate(Body):
     kind: Literal["jti", "subject", "tenant"]
     tenant_id: Id
     value: Annotated[StrictStr, Field(max_length=256)] | None = None
+
+
+class _BoundedJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json_input.loads(await self.body())
+        return self._json
+
+
+class BoundedJsonRoute(APIRoute):
+    """A control-plane route whose JSON body is parsed by ``json_input.loads``: a body
+    nested too deeply is a 400 ``invalid_request`` ("malformed JSON: ..."), not a crashed
+    worker."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            return await handler(_BoundedJsonRequest(request.scope, request.receive))
+
+        return bounded

@@ -5,11 +5,11 @@ carries."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from starlette.responses import Response
 
+from apicredits import json_input
 from apicredits.errors import ApicreditsError, Conflict
 from apicredits.gateway.call import Call
 from apicredits.gateway.errors import domain_error_response, log_outage
@@ -77,7 +77,7 @@ def call_error(route: Route | None, exc: ApicreditsError) -> Response:
         return route_error(route, exc)
     if isinstance(exc, UpstreamFailed) and exc.body is not None:
         try:
-            exc.details["upstream"] = json.loads(exc.body)
+            exc.details["upstream"] = json_input.loads(exc.body)
         except ValueError:
             exc.details["upstream"] = exc.body.decode("utf-8", "replace")
     return domain_error_response(exc)

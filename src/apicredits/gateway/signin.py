@@ -26,16 +26,19 @@ from pydantic import Field, StrictStr
 from apicredits.auth.errors import TokenError
 from apicredits.auth.siwe import verify_siwe
 from apicredits.gateway.headers import request_headers
-from apicredits.gateway.schemas import Body, Id
+from apicredits.gateway.schemas import Body, BoundedJsonRoute, Id
 from apicredits.runtime import Runtime
 
 NONCE_SECONDS = 600
 SESSION_SECONDS = 3600
 SESSION_TYP = "session+jwt"
+# Ours are ~500 characters. The bound also keeps PyJWT's parse of an unverified header
+# shallow (see ``apicredits.json_input``).
+MAX_SESSION_TOKEN_CHARS = 4096
 # Routes a tenant owner may not use even for their own tenant: money in and raw ledger locks.
 OPERATOR_ONLY = ("/deposits", "/locks")
 
-router = APIRouter(prefix="/admin/v1/siwe", tags=["sign-in"])
+router = APIRouter(prefix="/admin/v1/siwe", tags=["sign-in"], route_class=BoundedJsonRoute)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -123,6 +126,8 @@ async def login(body: Login, request: Request, rt: RT) -> dict[str, Any]:
 async def session_tenant(rt: Runtime, token: str, request: Request) -> str:
     """The tenant a session token opens, if it opens this request; else ``TokenError``."""
     now = int(time.time())
+    if len(token) > MAX_SESSION_TOKEN_CHARS:
+        raise TokenError("malformed", "not a session token")
     try:
         header = jwt.get_unverified_header(token)
         if header.get("typ") != SESSION_TYP:

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 from eth_account import Account
 
+from apicredits import json_input
 from apicredits.errors import ApicreditsError, InvalidInput
 from apicredits.metering.events import Meter, UsageDomain, UsageEvent, UsageUnit, sign
 from apicredits.providers.base import MalformedUpstream, Route
@@ -86,7 +87,7 @@ class UsageContext:
     def parse(cls, header: str) -> UsageContext:
         try:
             padded = header.strip() + "=" * (-len(header.strip()) % 4)
-            doc = json.loads(base64.urlsafe_b64decode(padded))
+            doc = json_input.loads(base64.urlsafe_b64decode(padded))
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
             return cls(

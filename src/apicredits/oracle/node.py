@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from apicredits import json_input
 from apicredits.db import Database
 from apicredits.db.schema import tariff_versions
 from apicredits.errors import ApicreditsError, InvalidInput, NotFound
@@ -255,7 +256,7 @@ class OracleNode:
     def app(self) -> Starlette:
         async def sign(request: Request) -> JSONResponse:
             try:
-                doc = json.loads(await request.body())
+                doc = json_input.loads(await request.body())
                 parsed = SignRequest.from_document(doc)
                 tariffs, locks = await self.sources.load(parsed)
                 share = await asyncio.to_thread(self.sign, parsed, tariffs, locks)

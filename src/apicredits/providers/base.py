@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
+from apicredits import json_input
 from apicredits.errors import ApicreditsError, InvalidInput
 from apicredits.money import MAX_MICRO
 from apicredits.tariffs.units import Unit
@@ -223,7 +224,10 @@ def tally_part(tally: PromptTally, part: dict[str, Any], field: str) -> None:
 
 def parse_json(payload: bytes | str, where: str) -> Any:
     try:
-        return json.loads(payload)
+        return json_input.loads(payload)
+    except json_input.TooDeep:
+        depth = json_input.MAX_DEPTH
+        raise MalformedUpstream(f"{where} is nested deeper than {depth} levels") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
         raise MalformedUpstream(f"{where} is not valid JSON") from exc
 

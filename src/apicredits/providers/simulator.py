@@ -70,7 +70,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -79,6 +78,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from apicredits import json_input
 from apicredits.metering.signer import CONTEXT_HEADER, ProviderUsageSigner
 from apicredits.providers import sim_formats as fmt
 from apicredits.providers.sim_formats import (
@@ -254,7 +254,7 @@ class _SimApp:
                 await _send(send, status, error, extra)
                 return
             try:
-                request = json.loads(body)
+                request = json_input.loads(body)
             except ValueError as exc:
                 raise Rejected("invalid", f"request body is not valid JSON: {exc}") from None
             if not isinstance(request, dict):

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from apicredits.cli import shared_metrics
 from apicredits.gateway.metrics import MULTIPROCESS_ENV
+from gateway_support import start_gateway, stop
 
 
 def test_several_workers_get_a_fresh_directory_removed_at_exit(
@@ -114,3 +116,19 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
     done = _apicredits("db", "upgrade", APICREDITS_DATABASE_URL=f"sqlite:///{garbage}")
     assert done.returncode == 1
     assert done.stderr.splitlines() == ["error: database: file is not a database"]
+
+
+def test_a_served_worker_outlives_json_nested_a_million_levels(tmp_path: Path) -> None:
+    # Unauthenticated, and read before anything else: the C decoder, left to the
+    # recursion limit py_ecc sets, would have overflowed the worker's stack on it.
+    proc, url = start_gateway(tmp_path, 1, {})
+    try:
+        for path in ("/v1/chat/completions", "/v1/messages", "/admin/v1/siwe/login"):
+            r = httpx.post(
+                url + path, content=b"[" * 1_000_000, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 400, (path, r.text)
+        assert httpx.get(f"{url}/healthz").status_code == 200  # one worker: the process
+        assert proc.poll() is None
+    finally:
+        stop(proc)

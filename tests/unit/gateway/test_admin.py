@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from starlette.testclient import TestClient
 
 from apicredits.gateway.app import create_app
+from apicredits.json_input import MAX_DEPTH
 from apicredits.settings import Settings
 from apicredits.tariffs import verify_quote
 
@@ -113,6 +114,24 @@ def test_malformed_bodies(
 ) -> None:
     r = client.post(f"/admin/v1/tenants/{tenant}/deposits", content=body, headers=headers)
     assert error_of(r, 400)["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/admin/v1/tenants", "/admin/v1/siwe/login"])
+def test_a_body_nested_too_deep_is_refused_as_malformed(client: TestClient, path: str) -> None:
+    depth = MAX_DEPTH + 1
+    body = '{"name": ' + "[" * depth + "]" * depth + "}"
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    error = error_of(r, 400)
+    assert error["code"] == "invalid_request"
+    assert error["message"] == f"body: malformed JSON: JSON nested deeper than {depth - 1} levels"
+    assert len(client.get("/admin/v1/tenants").json()["tenants"]) == 0
+
+
+def test_malformed_json_names_the_problem(client: TestClient) -> None:
+    r = client.post(
+        "/admin/v1/tenants", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    assert error_of(r, 400)["message"] == "body: malformed JSON: Expecting value"
 
 
 def test_oversized_body(client: TestClient, tenant: str) -> None:

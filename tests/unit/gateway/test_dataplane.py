@@ -17,6 +17,7 @@ import pytest
 from google import genai
 from google.genai import types as genai_types
 
+from apicredits.json_input import MAX_DEPTH
 from apicredits.money import charge_micro
 from gateway_support import Gateway, wait_for
 
@@ -305,6 +306,30 @@ def test_bad_requests_are_4xx_json(
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
     assert gateway.balance(tid)["available_micro"] == 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [
+        ("/v1/chat/completions", "sim-gpt"),
+        ("/v1/messages", "sim-claude"),
+        ("/v1beta/models/sim-gemini:generateContent", None),
+        ("/v1/jobs/quote", None),
+    ],
+)
+def test_a_body_nested_too_deep_is_refused_and_the_worker_lives_on(
+    gateway: Gateway, path: str, model: str | None
+) -> None:
+    tid, key = gateway.tenant()
+    depth = MAX_DEPTH + 1
+    nested = "[" * depth + "]" * depth
+    body = json.dumps({"model": model, "max_tokens": 5, "metadata": "?"}).replace('"?"', nested)
+    headers = {"x-goog-api-key": key, "x-api-key": key, "content-type": "application/json"}
+    r = httpx.post(f"{gateway.url}{path}", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert f"request body is nested deeper than {MAX_DEPTH} levels" in r.text
+    assert oa(gateway, key).chat.completions.create(model="sim-gpt", messages=PROMPT).id
+    assert gateway.balance(tid)["locked_micro"] == 0
 
 
 def test_unauthenticated(gateway: Gateway) -> None:
