@@ -29,6 +29,7 @@ from apicredits.gateway.errors import (
     error_response,
     http_exception_response,
     install_error_handlers,
+    unexpected_error_response,
 )
 from apicredits.gateway.health import router as health_router
 from apicredits.gateway.metrics import Metrics
@@ -139,7 +140,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app = Starlette(
         routes=[*data_plane, ControlPlane(admin, data_plane)],
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_exception_response, ApicreditsError: domain},
+        exception_handlers={
+            HTTPException: http_exception_response,
+            ApicreditsError: domain,
+            Exception: unexpected_error_response,  # e.g. on the Gemini route, past HotPath
+        },
     )
     return BodySizeLimit(HotPath(app), settings.max_body_bytes)
 

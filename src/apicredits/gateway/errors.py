@@ -97,7 +97,8 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback; the client gets a 500 in the gateway's shape."""
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; see the server log")
 
@@ -106,4 +107,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApicreditsError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, http_exception_response)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, unexpected_error_response)

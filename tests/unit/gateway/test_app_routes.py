@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from apicredits.gateway.app import create_app
+from apicredits.gateway.proxy import Proxy
 from apicredits.settings import Settings
 
 TOKEN = "test-admin-token"
@@ -63,3 +64,29 @@ def test_an_unknown_path_is_404_naming_it(client: TestClient, path: str) -> None
 def test_the_control_plane_at_the_root_still_answers(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/chat/completions"),  # a hot route
+        ("POST", "/v1beta/models/sim-gemini:generateContent"),  # one past the hot path
+        ("POST", "/v1/jobs/quote"),
+        ("GET", "/v1/jobs/job_1"),
+    ],
+)
+def test_a_bug_is_a_500_in_the_gateways_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, path: str
+) -> None:
+    async def bug(*_: object, **__: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Proxy, "authenticate", bug)
+    app = create_app(Settings(data_dir=tmp_path, admin_token=TOKEN))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.request(method, path, json={"contents": []}, headers={"x-api-key": "ak_x"})
+    assert r.status_code == 500, r.text
+    assert r.json()["error"] == {
+        "code": "internal_error",
+        "message": "internal error; see the server log",
+    }
