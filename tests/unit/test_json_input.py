@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from apicredits import json_input
-from apicredits.json_input import MAX_DEPTH, TooDeep
+from apicredits.errors import InvalidInput
+from apicredits.json_input import MAX_DEPTH, NotText, TooDeep
 
 
 def nested(depth: int) -> str:
@@ -73,3 +74,46 @@ def test_a_million_levels_are_refused_in_a_worker_as_it_runs() -> None:
     )
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert (child.returncode, child.stdout) == (0, b"refused\n"), child.stderr[-500:]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        rb'{"content": "hi \ud800 there"}',  # a lone high surrogate, escaped
+        rb'{"content": "\uDFFF"}',  # a lone low one, upper case
+        rb'{"\ud83d": 1}',  # in a key
+        b'{"content": "\xed\xa0\x80"}',  # raw, as UTF-8 would encode it if it could
+        '{"content": "\ud800"}',  # a str holding one
+    ],
+)
+def test_a_lone_surrogate_is_not_text(document: bytes | str) -> None:
+    with pytest.raises(NotText, match="unpaired surrogate"):
+        json_input.loads(document)
+    assert isinstance(json_input.loads(document, text=False), dict)  # a provider's answer
+
+
+@pytest.mark.parametrize(
+    ("document", "text"),
+    [
+        (rb'{"content": "\ud83d\ude00"}', "\U0001f600"),  # a pair: an emoji
+        ('{"content": "\ud55c\uad6d\uc5b4"}'.encode(), "\ud55c\uad6d\uc5b4"),  # 0xED bytes
+        (rb'{"content": "\\ud800"}', "\\ud800"),  # an escaped backslash: just text
+    ],
+)
+def test_text_that_only_looks_like_a_surrogate_is_accepted(document: bytes, text: str) -> None:
+    assert json_input.loads(document)["content"] == text
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"{", "request body is not valid JSON"),
+        (b"\xff\xfe\x00", "request body is not valid JSON"),
+        (b"[" * (MAX_DEPTH + 1), f"request body is nested deeper than {MAX_DEPTH} levels"),
+        (rb'["\ud800"]', "request body is not Unicode text: a string holds an unpaired surrogate"),
+    ],
+)
+def test_a_request_body_says_what_is_wrong(raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        json_input.request_body(raw)
+    assert str(refused.value) == message

@@ -106,13 +106,7 @@ def json_api(name: str) -> Callable[[Callable[[Request, Principal], Awaitable[An
 async def json_object(request: Request) -> dict[str, Any]:
     if media_type(request) not in ("application/json", ""):
         raise InvalidInput("expected application/json")
-    try:
-        body = json_input.loads(await request.body())
-    except json_input.TooDeep:
-        depth = json_input.MAX_DEPTH
-        raise InvalidInput(f"request body is nested deeper than {depth} levels") from None
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("request body is not valid JSON") from None
+    body = json_input.request_body(await request.body())
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body

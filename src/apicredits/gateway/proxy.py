@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from apicredits import json_input
 from apicredits.auth.capabilities import require_scope
 from apicredits.errors import ApicreditsError, DatabaseUnavailable, InvalidInput, RateLimited
 from apicredits.gateway.call import Call, now_us
@@ -42,7 +43,7 @@ from apicredits.gateway.upstream_client import UpstreamClient, UpstreamResponse,
 from apicredits.ledger import AccountType, Consume, Lock, provider_account
 from apicredits.limits import RateLimits
 from apicredits.metering import UsageRecord
-from apicredits.providers.base import MalformedUpstream, Route, Usage, parse_json
+from apicredits.providers.base import MalformedUpstream, Route, Usage
 from apicredits.providers.dialects import (
     plan_call,
     upstream_body,
@@ -490,7 +491,4 @@ def _json_body(request: Request, raw: bytes) -> object:
     content_type = media_type(request)
     if content_type not in ("application/json", ""):
         raise InvalidInput(f"expected application/json, got {content_type!r}")
-    try:
-        return parse_json(raw, "request body")
-    except MalformedUpstream as exc:
-        raise InvalidInput(str(exc)) from None
+    return json_input.request_body(raw)

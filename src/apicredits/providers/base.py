@@ -224,10 +224,9 @@ def tally_part(tally: PromptTally, part: dict[str, Any], field: str) -> None:
 
 def parse_json(payload: bytes | str, where: str) -> Any:
     try:
-        return json_input.loads(payload)
-    except json_input.TooDeep:
-        depth = json_input.MAX_DEPTH
-        raise MalformedUpstream(f"{where} is nested deeper than {depth} levels") from None
+        return json_input.loads(payload, text=False)
+    except json_input.Refused as exc:
+        raise MalformedUpstream(f"{where} is {exc.msg}") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
         raise MalformedUpstream(f"{where} is not valid JSON") from exc
 

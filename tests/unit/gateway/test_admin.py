@@ -123,7 +123,7 @@ def test_a_body_nested_too_deep_is_refused_as_malformed(client: TestClient, path
     r = client.post(path, content=body, headers={"content-type": "application/json"})
     error = error_of(r, 400)
     assert error["code"] == "invalid_request"
-    assert error["message"] == f"body: malformed JSON: JSON nested deeper than {depth - 1} levels"
+    assert error["message"] == f"body: malformed JSON: nested deeper than {depth - 1} levels"
     assert len(client.get("/admin/v1/tenants").json()["tenants"]) == 0
 
 

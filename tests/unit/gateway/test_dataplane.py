@@ -308,6 +308,9 @@ def test_bad_requests_are_4xx_json(
     assert gateway.balance(tid)["available_micro"] == 10_000_000
 
 
+NESTED = "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+
+
 @pytest.mark.parametrize(
     ("path", "model"),
     [
@@ -317,17 +320,31 @@ def test_bad_requests_are_4xx_json(
         ("/v1/jobs/quote", None),
     ],
 )
-def test_a_body_nested_too_deep_is_refused_and_the_worker_lives_on(
-    gateway: Gateway, path: str, model: str | None
+@pytest.mark.parametrize(
+    ("prompt", "metadata", "problem"),
+    [
+        ("hi", NESTED, f"nested deeper than {MAX_DEPTH} levels"),
+        ("hi \ud800", "{}", "not Unicode text: a string holds an unpaired surrogate"),
+    ],
+)
+def test_a_body_it_cannot_take_is_a_400_and_the_worker_lives_on(
+    gateway: Gateway, path: str, model: str | None, prompt: str, metadata: str, problem: str
 ) -> None:
+    # the decoder would have overflowed the C stack on the first; the second had been a 500
     tid, key = gateway.tenant()
-    depth = MAX_DEPTH + 1
-    nested = "[" * depth + "]" * depth
-    body = json.dumps({"model": model, "max_tokens": 5, "metadata": "?"}).replace('"?"', nested)
+    body = json.dumps(
+        {
+            "model": model,
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": prompt}],
+            "contents": [{"parts": [{"text": prompt}]}],
+            "metadata": "?",
+        }
+    ).replace('"?"', metadata)
     headers = {"x-goog-api-key": key, "x-api-key": key, "content-type": "application/json"}
     r = httpx.post(f"{gateway.url}{path}", content=body, headers=headers)
     assert r.status_code == 400, r.text
-    assert f"request body is nested deeper than {MAX_DEPTH} levels" in r.text
+    assert f"request body is {problem}" in r.text
     assert oa(gateway, key).chat.completions.create(model="sim-gpt", messages=PROMPT).id
     assert gateway.balance(tid)["locked_micro"] == 0
 
