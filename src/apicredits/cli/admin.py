@@ -142,7 +142,8 @@ def deposit(
     memo: str = "",
 ) -> None:
     """Credit a tenant off chain (an admin top-up)."""
-    key = idempotency_key or f"cli-{os.urandom(8).hex()}"
+    # An empty key (an unset shell variable) must not pass for none: a retry would pay twice.
+    key = f"cli-{os.urandom(8).hex()}" if idempotency_key is None else idempotency_key
     body = {"amount_micro": amount(amount_micro, credits), "idempotency_key": key, "memo": memo}
     show(call("POST", f"/tenants/{tenant_id}/deposits", json=body))
 

@@ -66,6 +66,8 @@ def test_tenant_deposit_balance(gateway: str) -> None:
         (("admin", "balance", "ten_missing"), "not_found"),
         (("admin", "deposit", "ten_missing", "--credits", "1.0000001"), "whole number"),
         (("admin", "deposit", "ten_missing", "5", "--credits", "1"), "either"),
+        # "$KEY" unset: refused, not a fresh key (a retry would deposit twice)
+        (("admin", "deposit", "ten_missing", "5", "--idempotency-key", ""), "idempotency_key"),
         (("admin", "tariff", "upload", "/no/such/file.toml"), "cannot read"),
     ],
 )
