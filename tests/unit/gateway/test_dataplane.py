@@ -564,6 +564,17 @@ def test_models_lists_what_can_be_routed(gateway: Gateway) -> None:
     assert "gpt-4o" not in ids  # a real provider without a configured key is not offered
 
 
+def test_one_model_can_be_retrieved(gateway: Gateway) -> None:
+    _, key = gateway.tenant()
+    assert oa(gateway, key).models.retrieve("sim-gpt").owned_by == "sim"
+    with pytest.raises(openai.NotFoundError) as missing:
+        oa(gateway, key).models.retrieve("gpt-4o")  # priced, but not routable here
+    assert "'gpt-4o' is not available" in str(missing.value)
+    # POST on that path is google-genai's (a Gemini call), GET is OpenAI's
+    r = httpx.post(f"{gateway.url}/v1/models/sim-gpt", headers={"authorization": f"Bearer {key}"})
+    assert r.status_code == 404, r.text
+
+
 def test_gemini_errors_come_in_googles_shape(gateway: Gateway) -> None:
     _, key = gateway.tenant(credits_micro=1)
     r = httpx.post(
