@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     default_max_output_tokens: int = Field(4096, ge=1)
     max_output_tokens_limit: int = Field(1_000_000, ge=1)
     upstream_timeout_seconds: float = Field(120.0, gt=0)
+    max_upstream_body_bytes: int = Field(
+        256 * 2**20,
+        ge=1024,
+        description="a provider's answer, or one event of its stream, larger than this is a 502",
+    )
     # On SIGTERM, how long in-flight requests (streams included) may finish before the
     # worker closes them; their locks are refunded or expire either way.
     shutdown_timeout_seconds: int = Field(30, ge=1, le=3600)

@@ -288,7 +288,7 @@ class Proxy:
             ) from None
         if response.status != 200:
             try:
-                error = await response.read()
+                error = await response.read(self.rt.settings.max_upstream_body_bytes)
             except (UpstreamUnavailable, TimeoutError):
                 error = b""
             finally:
@@ -305,7 +305,7 @@ class Proxy:
     async def _complete(self, call: Call, response: UpstreamResponse) -> Response:
         started = time.perf_counter()
         try:
-            payload = await response.read()
+            payload = await response.read(self.rt.settings.max_upstream_body_bytes)
         except TimeoutError:
             raise UpstreamFailed("upstream_timeout", 504, "upstream timed out") from None
         except UpstreamUnavailable as exc:
@@ -332,6 +332,8 @@ class Proxy:
         meter = StreamMeter(call.route, call.plan, strip_usage_chunk=strip)
         started = time.perf_counter()
 
+        limit = self.rt.settings.max_upstream_body_bytes
+
         async def relay() -> AsyncIterator[bytes]:
             ending = "client_left"
             try:
@@ -344,6 +346,10 @@ class Proxy:
                     out = meter.feed(chunk)
                     if out:
                         yield out
+                    if meter.pending > limit:  # held back whole: it would grow without end
+                        log.warning("an event of %s's stream for %s passed %d bytes; cut",
+                                    call.target.upstream.name, call.request_id, limit)  # fmt: skip
+                        raise UpstreamUnavailable(f"a stream event is larger than {limit} bytes")
                 tail = meter.flush()
                 if tail:
                     yield tail

@@ -271,13 +271,19 @@ class UpstreamResponse:
                 raise self._error
             await self._wait(self._deadline)
 
-    async def read(self) -> bytes:
-        """The whole body, by the deadline given to ``post``."""
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body, by the deadline given to ``post``; ``UpstreamUnavailable`` (the
+        connection closed) once it grows past ``limit`` bytes, decoded."""
         parts: list[bytes] = []
+        size = 0
         while True:
             if self._chunks:
+                size += sum(map(len, self._chunks))
                 parts.extend(self._chunks)
                 self._drained()
+                if limit is not None and size > limit:
+                    self.close()
+                    raise UpstreamUnavailable(f"the answer is larger than {limit:,} bytes")
             if self._error is not None:
                 raise self._error
             if self._complete:

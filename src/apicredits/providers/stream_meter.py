@@ -47,6 +47,11 @@ class StreamMeter:
         """Upstream bytes in (any chunking); the bytes to forward to the client out."""
         return self._forward(self._splitter.feed(data))
 
+    @property
+    def pending(self) -> int:
+        """Bytes of an event still in progress, held back until it ends."""
+        return self._splitter.pending
+
     def flush(self) -> bytes:
         """At upstream EOF: whatever is still held back (an unterminated last event)."""
         return self._forward(self._splitter.flush())

@@ -522,6 +522,28 @@ def test_a_body_cut_short_fails_chunks_after_what_came(answer: bytes) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        response(b"x" * 2048),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(*[b"x" * 512] * 4),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_read_refuses_a_body_over_its_limit_and_closes(answer: bytes) -> None:
+    async def main() -> None:
+        async with Server(replies(answer, answer)) as server, upstream() as client:
+            assert len(await fetch(client, server.url())) == 2048  # no limit: all of it
+            resp = await client.post(server.url(), {}, b"", time_limit=5)
+            with pytest.raises(UpstreamUnavailable, match="larger than 1,024 bytes"):
+                await resp.read(limit=1024)
+            resp.release()
+            assert await fetch(client, server.url()) == b"hello"
+            assert len(server.peers) == 2  # that connection was closed, not pooled
+
+    asyncio.run(main())
+
+
 # -- failures -----------------------------------------------------------------------------
 
 
