@@ -5,9 +5,12 @@ environment variables, the TOML file named by ``APICREDITS_CONFIG`` (default
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,7 +18,20 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from apicredits.errors import InvalidInput
+
 DEFAULT_CONFIG_FILE = "apicredits.toml"
+
+
+def _upstream_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"an http:// or https:// URL with a host is needed, got {value!r}")
+    return value
+
+
+# Checked at start, not at the first call routed there.
+UpstreamUrl = Annotated[str, AfterValidator(_upstream_url)]
 
 
 class ProviderSettings(BaseModel):
@@ -23,7 +39,7 @@ class ProviderSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str
+    base_url: UpstreamUrl
     dialects: list[str] = Field(default_factory=lambda: ["openai"])
     api_key_env: str | None = Field(None, description="env var holding the upstream API key")
     models: list[str] = Field(default_factory=list, description="models it serves (exact)")
@@ -63,7 +79,9 @@ class Settings(BaseSettings):
     quote_ttl_seconds: int = Field(600, ge=1, le=86400)
     sweep_interval_seconds: float = Field(5.0, gt=0)
     db_pool_size: int = Field(10, ge=1)
-    sim_url: str = Field("http://127.0.0.1:9100", description="the provider simulator (sim-*)")
+    sim_url: UpstreamUrl = Field(
+        "http://127.0.0.1:9100", description="the provider simulator (sim-*)"
+    )
     sim_signs_usage: bool = Field(
         False, description="send the simulator usage contexts (provider-sim --signing-key)"
     )
@@ -144,7 +162,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         config_file = Path(os.environ.get("APICREDITS_CONFIG", DEFAULT_CONFIG_FILE))
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file)
+        try:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"{config_file} is not valid TOML: {exc}") from None
         return (init_settings, env_settings, toml)
 
     @property

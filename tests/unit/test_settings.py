@@ -45,6 +45,20 @@ def test_unknown_toml_keys_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path
         Settings()
 
 
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8000", "https://api.openai.com/"])
+def test_an_upstream_url_is_http_with_a_host(url: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, sim_url=url, providers={"p": {"base_url": url}})
+    assert settings.providers["p"].base_url == settings.sim_url == url
+
+
+@pytest.mark.parametrize("url", ["ftp://10.0.0.5", "localhost:9100", "http://", "/v1"])
+def test_an_upstream_url_that_is_not_is_refused(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="an http:// or https:// URL with a host"):
+        Settings(data_dir=tmp_path, sim_url=url)
+    with pytest.raises(ValidationError, match="an http:// or https:// URL with a host"):
+        Settings(data_dir=tmp_path, providers={"p": {"base_url": url}})
+
+
 def test_admin_token_is_generated_once(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path / "d")
     token = s.resolve_admin_token()

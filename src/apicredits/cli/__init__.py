@@ -52,9 +52,11 @@ def serve(
 ) -> None:
     """Serve the gateway: control plane at /admin/v1 (docs at /docs)."""
     from apicredits.db import Database, upgrade
+    from apicredits.gateway.routing import Router
     from apicredits.settings import Settings
 
     settings = Settings()
+    Router(settings)  # a model routed to no provider: refused here, not in every worker
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.admin_token is None:
         settings.resolve_admin_token()
@@ -188,7 +190,8 @@ def main() -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        sys.stderr.write(f"error: invalid setting {where}: {first['msg']}\n")
+        problem = first["msg"].removeprefix("Value error, ")  # pydantic's, for our own checks
+        sys.stderr.write(f"error: invalid setting {where}: {problem}\n")
         sys.exit(1)
     except OSError as exc:  # a file it cannot make or read, a server it cannot reach
         what = f"{exc.strerror}: {exc.filename}" if exc.filename and exc.strerror else str(exc)

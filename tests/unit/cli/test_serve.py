@@ -80,6 +80,46 @@ def _apicredits(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ("port = \n", "apicredits.toml is not valid TOML: Invalid value (at line 1, column 8)"),
+        (
+            '[models."a"]\nprovider = "nope"\n',
+            "model 'a' routes to unknown provider 'nope'",
+        ),
+        (
+            '[providers.local]\nbase_url = "ftp://10.0.0.5"\n',
+            "invalid setting providers.local.base_url: an http:// or https:// URL with a host "
+            "is needed, got 'ftp://10.0.0.5'",
+        ),
+        (
+            'sim_url = "127.0.0.1:9100"\n',
+            "invalid setting sim_url: an http:// or https:// URL with a host is needed, "
+            "got '127.0.0.1:9100'",
+        ),
+    ],
+)
+def test_a_config_it_cannot_serve_is_one_line_before_serving(
+    tmp_path: Path, config: str, error: str
+) -> None:
+    (tmp_path / "apicredits.toml").write_text(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "apicredits", "serve", "--port", "1"],  # never bound
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "APICREDITS_CONFIG"},
+            "APICREDITS_DATA_DIR": str(tmp_path / "data"),
+        },
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"error: {error}"]
+
+
 def test_a_data_directory_it_cannot_make_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
