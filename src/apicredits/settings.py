@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
@@ -30,6 +30,7 @@ def _upstream_url(value: str) -> str:
     return value
 
 
+Dialect = Literal["openai", "anthropic", "gemini"]
 # Checked at start, not at the first call routed there.
 UpstreamUrl = Annotated[str, AfterValidator(_upstream_url)]
 
@@ -40,7 +41,9 @@ class ProviderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: UpstreamUrl
-    dialects: list[str] = Field(default_factory=lambda: ["openai"])
+    dialects: list[Dialect] = Field(
+        default_factory=lambda: list[Dialect](["openai"]), description="the wire formats it speaks"
+    )
     api_key_env: str | None = Field(None, description="env var holding the upstream API key")
     models: list[str] = Field(default_factory=list, description="models it serves (exact)")
     usage_signer: str | None = Field(

@@ -54,9 +54,13 @@ def serve(
     from apicredits.db import Database, upgrade
     from apicredits.gateway.routing import Router
     from apicredits.settings import Settings
+    from apicredits.tariffs import parse_tariff_toml
 
     settings = Settings()
-    Router(settings)  # a model routed to no provider: refused here, not in every worker
+    # What would stop every worker's start is refused here, in one line.
+    Router(settings)  # a model routed to no provider
+    if settings.tariff_file is not None:
+        parse_tariff_toml(settings.tariff_file.read_text("utf-8"), version=1)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.admin_token is None:
         settings.resolve_admin_token()

@@ -13,7 +13,7 @@ import time
 import tomllib
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from apicredits.db.engine import Database
 from apicredits.db.schema import tariff_versions
@@ -58,7 +58,7 @@ class TariffStore:
         return tariff
 
     async def add_toml(self, text: str) -> TariffVersion:
-        """Add a version from TOML; without a ``version`` key it gets the next number."""
+        """Add a version from TOML (see ``add_document``)."""
         try:
             document: dict[str, Any] = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -66,13 +66,17 @@ class TariffStore:
         return await self.add_document(document)
 
     async def add_document(self, document: dict[str, Any]) -> TariffVersion:
+        """Add a version. Without a ``version`` key it gets the next number, unless the
+        newest version says the same: that one is returned (a tariff file is added again
+        by every worker at every start, which must not make a new version each time)."""
         if "version" not in document:
-            document = {**document, "version": await self.next_version()}
+            newest = await self.db.read(_newest)
+            if newest is not None:
+                same = TariffVersion.from_document({**document, "version": newest[0]})
+                if canonical_json(same.to_document()).decode() == newest[1]:
+                    return same
+            document = {**document, "version": (newest[0] if newest else 0) + 1}
         return await self.add(TariffVersion.from_document(document))
-
-    async def next_version(self) -> int:
-        stmt = select(func.coalesce(func.max(tariff_versions.c.version), 0))
-        return int(await self.db.read(lambda c: c.execute(stmt).scalar_one())) + 1
 
     async def book(self) -> TariffBook:
         if self._book is None or time.monotonic() - self._loaded_at > self.ttl_seconds:
@@ -85,6 +89,13 @@ class TariffStore:
                 book.add(TariffVersion.from_document(json.loads(document)))
             self._book, self._loaded_at = book, time.monotonic()
         return self._book
+
+
+def _newest(conn: Connection) -> tuple[int, str] | None:
+    """The highest version number and its document."""
+    stmt = select(tariff_versions.c.version, tariff_versions.c.document)
+    row = conn.execute(stmt.order_by(tariff_versions.c.version.desc()).limit(1)).first()
+    return None if row is None else (int(row.version), str(row.document))
 
 
 def _documents_except(conn: Connection, known: set[int]) -> list[str]:

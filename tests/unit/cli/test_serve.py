@@ -93,6 +93,12 @@ def _apicredits(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "invalid setting providers.local.base_url: an http:// or https:// URL with a host "
             "is needed, got 'ftp://10.0.0.5'",
         ),
+        ('tariff_file = "nope.toml"\n', "No such file or directory: nope.toml"),
+        (
+            '[providers.local]\nbase_url = "http://10.0.0.5"\ndialects = ["grpc"]\n',
+            "invalid setting providers.local.dialects.0: Input should be 'openai', 'anthropic' "
+            "or 'gemini'",
+        ),
         (
             'sim_url = "127.0.0.1:9100"\n',
             "invalid setting sim_url: an http:// or https:// URL with a host is needed, "

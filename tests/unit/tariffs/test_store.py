@@ -42,3 +42,21 @@ async def test_own_additions_show_before_the_cache_expires(db: Database) -> None
     with pytest.raises(IdempotencyConflict):
         await store.add_toml(toml(2, 999))
     assert (await store.book()).version(2).rate("m").prices[Unit.INPUT_TOKENS] == 200
+
+
+def unnumbered(price: int) -> str:
+    return toml(0, price).removeprefix("version = 0\n")
+
+
+async def test_an_unnumbered_version_is_numbered_unless_the_newest_says_the_same(
+    db: Database,
+) -> None:
+    # A tariff file is added by every worker at every start: one version, not one per start.
+    store = TariffStore(db)
+    assert (await store.add_toml(unnumbered(100))).version == 1
+    assert (await store.add_toml(unnumbered(100))).version == 1
+    assert (await store.add_toml(unnumbered(200))).version == 2
+    assert (await store.add_toml(unnumbered(100))).version == 3  # not the newest: a new one
+    assert (await store.add_toml(toml(4, 200))).version == 4
+    assert (await store.add_toml(unnumbered(200))).version == 4
+    assert [t.version for t in (await store.book()).versions()] == [1, 2, 3, 4]
