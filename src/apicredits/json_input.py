@@ -29,6 +29,9 @@ MAX_DEPTH = 512
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: linear, no backtracking
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+# A surrogate as UTF-8 would encode it (0xED 0xA0-0xBF), or a \uD800-\uDFFF escape.
+_SURROGATE_BYTES = re.compile(rb"\xed[\xa0-\xbf]|\\u[dD][89a-fA-F]")
+_SURROGATE_TEXT = re.compile("[\ud800-\udfff]|\\\\u[dD][89a-fA-F]")
 _STEP = tuple({ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}.get(b, 0) for b in range(256))
 
 
@@ -49,7 +52,8 @@ class NotText(Refused):
 def loads(payload: bytes | str, *, text: bool = True) -> Any:
     """``json.loads``, refusing nesting deeper than ``MAX_DEPTH`` (``TooDeep``) and, with
     ``text``, strings that are not Unicode text (``NotText``)."""
-    check_depth(payload)
+    if len(payload) > MAX_DEPTH:  # (checked here too: this runs on every call's body)
+        check_depth(payload)
     document = json.loads(payload)
     if text and _may_hold_surrogates(payload):
         try:  # exact, and rare: only documents with escapes or bytes that could be one
@@ -98,11 +102,11 @@ def _check_depth(raw: bytes, payload: bytes | str) -> None:
 
 
 def _may_hold_surrogates(payload: bytes | str) -> bool:
-    """Whether ``payload`` has a ``\\uD...`` escape or a byte (0xED) that may begin a raw
-    surrogate; false for most documents, at the cost of a few substring searches."""
+    """Whether ``payload`` has a surrogate, raw or escaped (an escaped pair, an emoji,
+    matches too: the exact check tells); false for most documents, at one regex search."""
     if isinstance(payload, str):
-        return "\\ud" in payload or "\\uD" in payload or not payload.isascii()
-    return b"\\ud" in payload or b"\\uD" in payload or b"\xed" in payload
+        return _SURROGATE_TEXT.search(payload) is not None
+    return _SURROGATE_BYTES.search(payload) is not None
 
 
 def _head(payload: bytes | str) -> str:
