@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from apicredits.db.outages import raise_if_outage, unavailable_on_outage
+from apicredits.db.outages import domain_errors, raise_domain_error
 from apicredits.db.pg_writes import HotWriter
 from apicredits.db.sql import Sql
 from apicredits.errors import InvalidInput
@@ -113,7 +113,7 @@ class Database:
         """Run ``work`` in one read-write transaction (committed if it returns).
 
         Like every method here, raises ``DatabaseUnavailable`` when the database cannot be
-        used now (see ``db.outages``)."""
+        used now, and ``InvalidInput`` for text it cannot store (see ``db.outages``)."""
         return await self._run(work, immediate=True)
 
     async def write_sql(self, work: Callable[[Sql], T]) -> T:
@@ -130,7 +130,7 @@ class Database:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._writer, self._write_raw, work)
         except Exception as exc:
-            raise_if_outage(exc)
+            raise_domain_error(exc)
             raise
 
     def write_now(self, work: Callable[[Sql], T]) -> T:
@@ -140,7 +140,7 @@ class Database:
         try:
             return self._write_inline(work)
         except Exception as exc:
-            raise_if_outage(exc)
+            raise_domain_error(exc)
             raise
 
     def _write_inline(self, work: Callable[[Sql], T]) -> T:
@@ -172,7 +172,7 @@ class Database:
         return await self._run(work, immediate=False)
 
     async def _run(self, work: Callable[[Connection], T], *, immediate: bool) -> T:
-        with unavailable_on_outage():
+        with domain_errors():
             if self._async is not None:
                 async with self._async.begin() as conn:
                     return await conn.run_sync(work)

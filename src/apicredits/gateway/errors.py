@@ -62,7 +62,7 @@ def _problem(error: dict[str, Any]) -> dict[str, str]:
     if error.get("type") == "json_invalid":  # its loc is ("body", character offset)
         return {"field": "", "problem": f"malformed JSON: {error.get('ctx', {}).get('error')}"}
     field = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-    return {"field": field, "problem": error["msg"]}
+    return {"field": field, "problem": error["msg"].removeprefix("Value error, ")}
 
 
 async def http_exception_response(request: Request, exc: Exception) -> JSONResponse:

@@ -18,7 +18,16 @@ MicroOrZero = Annotated[StrictInt, Field(ge=0, le=MAX_MICRO)]
 PerMinute = Annotated[StrictInt, Field(gt=0, le=10**12)]
 Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 ClientId = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
-Name = Annotated[StrictStr, Field(max_length=200)]
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:  # PostgreSQL would refuse it; SQLite too, then, for one behaviour
+        raise ValueError("a NUL character (\\u0000) is not allowed")
+    return text
+
+
+Name = Annotated[StrictStr, Field(max_length=200), AfterValidator(_no_nul)]
+Memo = Annotated[StrictStr, Field(max_length=500), AfterValidator(_no_nul)]
 
 
 def _checksummed(address: str) -> str:
@@ -56,7 +65,7 @@ class TenantPatch(Body):
 class DepositCreate(Body):
     amount_micro: Micro
     idempotency_key: ClientId
-    memo: Annotated[StrictStr, Field(max_length=500)] = ""
+    memo: Memo = ""
 
 
 class WalletLink(Body):
@@ -93,7 +102,7 @@ class LockCreate(Body):
     timeout_seconds: Annotated[StrictInt, Field(gt=0, le=7 * 86400)] | None = None
     project_id: Id | None = None
     credential_id: Id | None = None
-    memo: Annotated[StrictStr, Field(max_length=500)] = ""
+    memo: Memo = ""
 
 
 class ConsumeCreate(Body):

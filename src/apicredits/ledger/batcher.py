@@ -3,8 +3,8 @@
 Callers ``await submit(command)``; while a batch is being written the next one queues, so
 throughput grows with concurrency instead of paying one commit per transfer (the
 TigerBeetle recipe). If a batch's transaction fails as a whole (say, another process won
-a race to a unique transfer id), its commands are retried one per transaction so each
-gets its own answer.
+a race to a unique transfer id, or one command's memo holds text the database cannot
+store), its commands are retried one per transaction so each gets its own answer.
 
 At a quiet time a command skips the queue: when the last batch was a lone command and no
 other task's command was written earlier in this turn of the event loop, it is written at
@@ -26,6 +26,7 @@ from functools import partial
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from apicredits.db.engine import Database, WriteBusy
+from apicredits.errors import InvalidInput
 from apicredits.ledger.model import Command
 from apicredits.ledger.rules import Result
 from apicredits.ledger.snapshot import StaleSnapshot
@@ -115,7 +116,7 @@ class Batcher:
                 try:
                     results, available = await self._write(commands)
                     outcomes = [(r, available) for r in results]
-                except (IntegrityError, OperationalError):
+                except (IntegrityError, OperationalError, InvalidInput):
                     log.info("batch of %d failed as a whole; retrying one by one", len(batch))
                     outcomes = []
                     for command in commands:

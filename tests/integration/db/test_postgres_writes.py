@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from apicredits.db import Database, engine
 from apicredits.db.sql import Sql
-from apicredits.errors import DatabaseUnavailable
+from apicredits.errors import DatabaseUnavailable, InvalidInput
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -137,3 +137,23 @@ async def test_a_held_connection_the_server_closed_is_replaced_at_once(db: Datab
     await db.read(lambda c: c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first}))
     await asyncio.sleep(0.1)  # the driver sees the connection close
     assert await db.write_sql(backend_pid) != first
+
+
+async def test_text_with_a_nul_is_invalid_input_on_either_write_path(db: Database) -> None:
+    # PostgreSQL stores no NUL in text: a 400 for the caller, not a 500, and nothing written
+    def hot(sql: Sql) -> None:
+        sql.run("INSERT INTO t (id, n) VALUES (:id, :n)", {"id": "a", "n": 1})
+        sql.run("INSERT INTO t (id, n) VALUES (:id, :n)", {"id": "b\x00", "n": 2})
+
+    with pytest.raises(InvalidInput, match="0x00"):
+        await db.write_sql(hot)
+
+    def pooled(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO t VALUES ('x', 1)"))
+        conn.execute(text("SELECT n FROM t WHERE id = :id"), {"id": "\x00"})  # a lookup too
+
+    with pytest.raises(InvalidInput, match="0x00"):
+        await db.write(pooled)
+    assert await db.read(rows) == []
+    await db.write_sql(lambda sql: sql.run("INSERT INTO t (id, n) VALUES ('c', 3)"))
+    assert await db.read(rows) == [("c", 3)]  # the held connection is fine

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from apicredits.db import Database, upgrade
 from apicredits.db.schema import accounts, tenants, transfers
-from apicredits.errors import BudgetExceeded, InsufficientCredits
-from apicredits.ledger import AccountType, Ledger, tenant_account
+from apicredits.errors import BudgetExceeded, InsufficientCredits, InvalidInput
+from apicredits.ledger import AccountType, Ledger, Lock, provider_account, tenant_account
 from apicredits.tenants import Directory
 
 pytestmark = pytest.mark.integration
@@ -122,3 +122,26 @@ def test_sqlite_credits_cover_exactly_100(tmp_path: Path) -> None:
 
 def test_sqlite_budget_covers_exactly_100(tmp_path: Path) -> None:
     _run(f"sqlite:///{tmp_path / 'ledger.db'}", deposit=1_000 * AMOUNT, cap=100 * AMOUNT)
+
+
+@pytest.mark.anyio
+async def test_a_memo_postgres_cannot_store_fails_alone_in_its_batch(postgres_url: str) -> None:
+    # One transaction serves concurrent commands; a NUL in one memo must not fail the rest.
+    await _setup(postgres_url, 1_000_000, None)
+    db = Database(postgres_url)
+    ledger = Ledger(db)
+    try:
+        tenant = tenant_account("acme")
+        locks = [
+            Lock(f"nul-{i}", tenant, provider_account("p"), 10, 60, memo="x\x00" if i == 3 else "")
+            for i in range(8)
+        ]
+        await ledger.open_account(provider_account("p"), AccountType.PROVIDER)
+        outcomes = await asyncio.gather(
+            *(ledger.execute(lock) for lock in locks), return_exceptions=True
+        )
+        assert [type(o).__name__ for o in outcomes].count("InvalidInput") == 1
+        assert isinstance(outcomes[3], InvalidInput)
+        assert (await ledger.account(tenant)).locked == 7 * 10
+    finally:
+        await db.aclose()

@@ -11,8 +11,8 @@ from sqlalchemy import exc as sa
 from sqlalchemy import text
 
 from apicredits.db import Database
-from apicredits.db.outages import is_outage
-from apicredits.errors import DatabaseUnavailable
+from apicredits.db.outages import is_outage, is_unstorable, raise_domain_error
+from apicredits.errors import DatabaseUnavailable, InvalidInput
 
 
 class _PgError(Exception):
@@ -51,6 +51,29 @@ def _wrapped(orig: BaseException, *, invalidated: bool = False) -> sa.DBAPIError
 )
 def test_is_outage(failure: BaseException, outage: bool) -> None:
     assert is_outage(failure) is outage
+
+
+@pytest.mark.parametrize(
+    ("failure", "unstorable"),
+    [
+        (_PgError("22021"), True),  # asyncpg's own, on the hot path: a NUL in text
+        (_wrapped(_PgError("22021")), True),  # through SQLAlchemy
+        (_wrapped(_PgError("22P05")), True),
+        (_wrapped(_PgError("22003")), False),  # a number out of range: a bug
+        (_wrapped(_PgError("08006")), False),  # an outage
+        (ValueError("x"), False),
+    ],
+)
+def test_is_unstorable(failure: BaseException, unstorable: bool) -> None:
+    assert is_unstorable(failure) is unstorable
+
+
+def test_a_refusal_and_an_outage_become_domain_errors_and_a_bug_stays() -> None:
+    with pytest.raises(InvalidInput, match="the database refuses this text: 22021"):
+        raise_domain_error(_wrapped(_PgError("22021")))
+    with pytest.raises(DatabaseUnavailable):
+        raise_domain_error(_wrapped(_PgError("57P01")))
+    raise_domain_error(_wrapped(_PgError("42P01")))  # returns: the caller re-raises it
 
 
 def test_a_database_file_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:

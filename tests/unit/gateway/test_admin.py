@@ -127,6 +127,16 @@ def test_a_body_nested_too_deep_is_refused_as_malformed(client: TestClient, path
     assert len(client.get("/admin/v1/tenants").json()["tenants"]) == 0
 
 
+def test_a_nul_in_free_text_is_refused_on_either_engine(client: TestClient, tenant: str) -> None:
+    # PostgreSQL stores no NUL in text; SQLite could, but answers the same
+    r = client.post("/admin/v1/tenants", json={"name": "a\x00b"})
+    assert error_of(r, 400)["message"] == "name: a NUL character (\\u0000) is not allowed"
+    deposit = {"amount_micro": 5, "idempotency_key": "k", "memo": "\x00"}
+    r = client.post(f"/admin/v1/tenants/{tenant}/deposits", json=deposit)
+    assert error_of(r, 400)["message"] == "memo: a NUL character (\\u0000) is not allowed"
+    assert balance(client, tenant)["deposited_micro"] == 1_000_000  # the fixture's only
+
+
 def test_malformed_json_names_the_problem(client: TestClient) -> None:
     r = client.post(
         "/admin/v1/tenants", content=b'{"name": ', headers={"content-type": "application/json"}
