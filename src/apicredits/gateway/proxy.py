@@ -349,7 +349,7 @@ class Proxy:
                     if meter.pending > limit:  # held back whole: it would grow without end
                         log.warning("an event of %s's stream for %s passed %d bytes; cut",
                                     call.target.upstream.name, call.request_id, limit)  # fmt: skip
-                        raise UpstreamUnavailable(f"a stream event is larger than {limit} bytes")
+                        raise UpstreamUnavailable(f"a stream event is larger than {limit:,} bytes")
                 tail = meter.flush()
                 if tail:
                     yield tail
