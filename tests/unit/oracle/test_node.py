@@ -108,3 +108,27 @@ def test_a_byzantine_node_signs_another_root() -> None:
     share = node(byzantine=True).sign(request, TARIFFS.__getitem__, {job_id("job-1"): 10_000})
     signature = bytes.fromhex(share["signature"][2:])
     assert not bls.verify(KEY.public_key, request.summary.message(), signature)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"receipts": 5},
+        {"receipts": "0x1234"},
+        {"chain_id": "31337"},
+        {"events": [{}]},
+        {"events": [5]},
+        {"jobs": {"0x12": "job-1"}},
+        {"jobs": []},
+        {"lines": "all"},
+        {"epoch": None},
+    ],
+)
+async def test_a_malformed_sign_request_is_a_400_not_an_outage(change: dict[str, Any]) -> None:
+    document = {**request_for(EVENTS).to_document(), **change}
+    transport = httpx.ASGITransport(app=node().app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+        r = await client.post("/v1/epochs/sign", json=document)
+    assert r.status_code == 400, r.text
+    assert r.json()["refused"] is True
