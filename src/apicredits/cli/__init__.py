@@ -61,6 +61,10 @@ def serve(
     Router(settings)  # a model routed to no provider
     if settings.tariff_file is not None:
         parse_tariff_toml(settings.tariff_file.read_text("utf-8"), version=1)
+    if settings.chain_deployment_file is not None:  # its chain is checked once connected
+        from apicredits.chain.deployment import load_deployment
+
+        load_deployment(settings.chain_deployment_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.admin_token is None:
         settings.resolve_admin_token()

@@ -95,6 +95,10 @@ def _apicredits(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ),
         ('tariff_file = "nope.toml"\n', "No such file or directory: nope.toml"),
         (
+            'chain_deployment_file = "gone.json"\n',
+            "no deployment file at gone.json; run `apicredits chain deploy` first",
+        ),
+        (
             '[providers.local]\nbase_url = "http://10.0.0.5"\ndialects = ["grpc"]\n',
             "invalid setting providers.local.dialects.0: Input should be 'openai', 'anthropic' "
             "or 'gemini'",
