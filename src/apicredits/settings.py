@@ -35,6 +35,15 @@ Dialect = Literal["openai", "anthropic", "gemini"]
 UpstreamUrl = Annotated[str, AfterValidator(_upstream_url)]
 
 
+def _redis_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"a redis://, rediss:// or unix:// URL is needed, got {value!r}")
+    return value
+
+
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+
+
 class ProviderSettings(BaseModel):
     """An upstream provider: ``[providers.NAME]`` in the TOML file."""
 
@@ -70,7 +79,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy async URL; default: SQLite file under data_dir"
     )
-    redis_url: str | None = Field(None, description="unset = in-process limits")
+    redis_url: RedisUrl | None = Field(None, description="unset = in-process limits")
     admin_token: SecretStr | None = Field(
         None, description="control-plane token; default: generated once under data_dir"
     )
@@ -170,6 +179,10 @@ class Settings(BaseSettings):
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInput(f"{config_file} is not valid TOML: {exc}") from None
         return (init_settings, env_settings, toml)
+
+    @property
+    def effective_metering_key_file(self) -> Path:
+        return self.metering_key_file or self.data_dir / "metering-key"
 
     @property
     def effective_database_url(self) -> str:

@@ -59,6 +59,17 @@ def test_an_upstream_url_that_is_not_is_refused(url: str, tmp_path: Path) -> Non
         Settings(data_dir=tmp_path, providers={"p": {"base_url": url}})
 
 
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://h", "unix:///run/r.sock"])
+def test_a_redis_url_is_accepted(url: str, tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path, redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:6379", "http://127.0.0.1:6379", "notredis"])
+def test_a_redis_url_that_is_not_is_refused(url: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="a redis://, rediss:// or unix:// URL"):
+        Settings(data_dir=tmp_path, redis_url=url)
+
+
 def test_admin_token_is_generated_once(tmp_path: Path) -> None:
     s = Settings(data_dir=tmp_path / "d")
     token = s.resolve_admin_token()

@@ -52,20 +52,11 @@ def serve(
 ) -> None:
     """Serve the gateway: control plane at /admin/v1 (docs at /docs)."""
     from apicredits.db import Database, upgrade
-    from apicredits.gateway.routing import Router
     from apicredits.settings import Settings
-    from apicredits.tariffs import parse_tariff_toml
 
     settings = Settings()
-    # What would stop every worker's start is refused here, in one line.
-    Router(settings)  # a model routed to no provider
-    if settings.tariff_file is not None:
-        parse_tariff_toml(settings.tariff_file.read_text("utf-8"), version=1)
-    if settings.chain_deployment_file is not None:  # its chain is checked once connected
-        from apicredits.chain.deployment import load_deployment
-
-        load_deployment(settings.chain_deployment_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _check_before_serving(settings)
     if settings.admin_token is None:
         settings.resolve_admin_token()
         typer.echo(f"admin token: {settings.data_dir / 'admin-token'}", err=True)
@@ -86,6 +77,24 @@ def serve(
     asyncio.run(migrate())  # once here, so workers start on the newest schema
     with shared_metrics(settings.data_dir, workers):
         _run_uvicorn(settings, host, port, workers, proxy_headers)
+
+
+def _check_before_serving(settings: Settings) -> None:
+    """What would stop every worker's start, refused here in one line (main's) instead of
+    a traceback per worker."""
+    from apicredits.gateway.routing import Router
+    from apicredits.metering.producer import load_or_create_metering_key
+    from apicredits.tariffs import parse_tariff_toml
+
+    Router(settings)  # a model routed to no provider
+    if settings.tariff_file is not None:
+        parse_tariff_toml(settings.tariff_file.read_text("utf-8"), version=1)
+    if settings.chain_deployment_file is not None:  # its chain is checked once connected
+        from apicredits.chain.deployment import load_deployment
+
+        load_deployment(settings.chain_deployment_file)
+    # made here if missing, once, rather than by workers starting together
+    load_or_create_metering_key(settings.effective_metering_key_file)
 
 
 @contextlib.contextmanager

@@ -230,8 +230,7 @@ def _producer(settings: Settings, db: Any, d: Deployment) -> Any:
     from apicredits.metering.events import UsageDomain
     from apicredits.metering.producer import EventProducer, load_or_create_metering_key
 
-    path = settings.metering_key_file or settings.data_dir / "metering-key"
-    key = load_or_create_metering_key(path)
+    key = load_or_create_metering_key(settings.effective_metering_key_file)
     return EventProducer(db, key, UsageDomain(d.chain_id, d.receipts))
 
 

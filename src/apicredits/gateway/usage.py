@@ -20,7 +20,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -116,8 +115,9 @@ class UsageEvents:
     @classmethod
     async def open(cls, rt: Runtime) -> UsageEvents:
         settings = rt.settings
-        path = settings.metering_key_file or settings.data_dir / "metering-key"
-        key = await asyncio.to_thread(load_or_create_metering_key, Path(path))
+        key = await asyncio.to_thread(
+            load_or_create_metering_key, settings.effective_metering_key_file
+        )
         domain = usage_domain(rt)
         store = UsageEventStore(rt.db)
         producer = EventProducer(rt.db, key, domain, batch=settings.usage_producer_batch)

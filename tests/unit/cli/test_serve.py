@@ -95,6 +95,16 @@ def _apicredits(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ),
         ('tariff_file = "nope.toml"\n', "No such file or directory: nope.toml"),
         (
+            'redis_url = "127.0.0.1:6379"\n',
+            "invalid setting redis_url: a redis://, rediss:// or unix:// URL is needed, "
+            "got '127.0.0.1:6379'",
+        ),
+        (
+            'metering_key_file = "apicredits.toml"\n',  # this very file: not a key
+            "the metering key is not a secp256k1 key: non-hexadecimal number found in "
+            "fromhex() arg at position 0",
+        ),
+        (
             'chain_deployment_file = "gone.json"\n',
             "no deployment file at gone.json; run `apicredits chain deploy` first",
         ),
