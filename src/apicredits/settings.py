@@ -21,6 +21,7 @@ from pydantic_settings import (
 from apicredits.errors import InvalidInput
 
 DEFAULT_CONFIG_FILE = "apicredits.toml"
+Dialect = Literal["openai", "anthropic", "gemini"]
 
 
 def _upstream_url(value: str) -> str:
@@ -30,7 +31,6 @@ def _upstream_url(value: str) -> str:
     return value
 
 
-Dialect = Literal["openai", "anthropic", "gemini"]
 # Checked at start, not at the first call routed there.
 UpstreamUrl = Annotated[str, AfterValidator(_upstream_url)]
 
