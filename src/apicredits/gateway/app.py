@@ -33,6 +33,7 @@ from apicredits.gateway.errors import (
 )
 from apicredits.gateway.health import router as health_router
 from apicredits.gateway.metrics import Metrics
+from apicredits.gateway.models import routes as model_routes
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.routing import Router
 from apicredits.gateway.sdk_responses import route_error
@@ -136,7 +137,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         assert isinstance(exc, ApicreditsError)
         return domain_error_response(exc)
 
-    data_plane = [*usage_routes(), *dataplane.routes(), *oracle_receipts.routes()]
+    data_plane = [*usage_routes(), *model_routes(), *dataplane.routes(), *oracle_receipts.routes()]
     app = Starlette(
         routes=[*data_plane, ControlPlane(admin, data_plane)],
         lifespan=lifespan,

@@ -5,7 +5,7 @@ POST /v1/messages                                                Anthropic
 POST /v1beta/models/{model}:generateContent | :streamGenerateContent   Gemini
 POST /v1/capabilities (token endpoint); GET /.well-known/jwks.json
 POST /v1/jobs/quote, /v1/jobs/lock, /v1/execute, /v1/jobs/{id}/settle; GET /v1/jobs/{id}
-GET  /v1/usage/{request_id}, /v1/models, /v1/models/{model}, /metrics
+GET  /v1/usage/{request_id}, /metrics (the models: ``gateway.models``)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from apicredits import json_input
 from apicredits.auth.capabilities import require_scope
 from apicredits.auth.usage_tokens import HEADER as USAGE_AUTH
 from apicredits.auth.usage_tokens import check_usage_token, issue_usage_token
-from apicredits.errors import ApicreditsError, InvalidInput, NotFound, UnknownModel
+from apicredits.errors import ApicreditsError, InvalidInput, NotFound
 from apicredits.gateway.errors import domain_error_response
 from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.jobs import Job
@@ -237,34 +237,6 @@ async def get_usage(request: Request, principal: Principal) -> Any:
     return record.document()
 
 
-async def routable_models(request: Request) -> dict[str, dict[str, Any]]:
-    """The models this gateway can route now, by name, each in OpenAI's model format."""
-    proxy = proxy_of(request)
-    tariff = (await proxy.rt.tariffs.book()).current(int(time.time()))
-    created = tariff.effective_from
-    return {
-        name: {"id": name, "object": "model", "created": created, "owned_by": rate.provider}
-        for name, rate in tariff.rates.items()
-        if proxy.router.routable(name, tariff)
-    }
-
-
-@json_api("models")
-async def models(request: Request, principal: Principal) -> Any:
-    """The models this gateway can route, in OpenAI's list format."""
-    return {"object": "list", "data": list((await routable_models(request)).values())}
-
-
-@json_api("models")
-async def model(request: Request, principal: Principal) -> Any:
-    """One of them (the OpenAI SDK's ``models.retrieve``)."""
-    name = request.path_params["model"]
-    found = (await routable_models(request)).get(name)
-    if found is None:
-        raise UnknownModel(f"model {name!r} is not available on this gateway", model=name)
-    return found
-
-
 # -- capabilities ---------------------------------------------------------------------------
 
 
@@ -340,7 +312,5 @@ def routes() -> list[HttpRoute]:
         HttpRoute("/v1/jobs/{job_id}/settle", settle, methods=["POST"]),
         HttpRoute("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         HttpRoute("/v1/usage/{request_id}", get_usage, methods=["GET"]),
-        HttpRoute("/v1/models", models, methods=["GET"]),
-        HttpRoute("/v1/models/{model}", model, methods=["GET"]),
         HttpRoute("/metrics", metrics, methods=["GET"]),
     ]

@@ -108,12 +108,13 @@ class Router:
             return Target(self.upstreams[rate.provider], model, model)
         raise UnknownModel(f"model {model!r} is not available on this gateway", model=model)
 
-    def routable(self, model: str, tariff: TariffVersion) -> bool:
+    def routable(self, model: str, tariff: TariffVersion, dialect: str | None = None) -> bool:
+        """Whether ``model`` can be called here (on ``dialect``'s routes, if given)."""
         try:
-            self._find(model, tariff)
+            target = self._find(model, tariff)
         except UnknownModel:
             return False
-        return True
+        return dialect is None or dialect in target.upstream.dialects
 
     def provider_names(self) -> list[str]:
         return sorted(self.upstreams)

@@ -575,6 +575,20 @@ def test_one_model_can_be_retrieved(gateway: Gateway) -> None:
     assert r.status_code == 404, r.text
 
 
+def test_the_anthropic_sdk_gets_models_in_its_own_format(gateway: Gateway) -> None:
+    _, key = gateway.tenant()
+    page = claude(gateway, key).models.list()
+    assert page.has_more is False
+    ids = [m.id for m in page.data]
+    assert "sim-claude" in ids
+    assert (page.first_id, page.last_id) == (ids[0], ids[-1])
+    one = claude(gateway, key).models.retrieve("sim-claude")
+    assert (one.type, one.display_name) == ("model", "sim-claude")
+    assert one.created_at.year >= 1970  # RFC 3339, parsed by the SDK
+    with pytest.raises(anthropic.NotFoundError):
+        claude(gateway, key).models.retrieve("nope")
+
+
 def test_gemini_errors_come_in_googles_shape(gateway: Gateway) -> None:
     _, key = gateway.tenant(credits_micro=1)
     r = httpx.post(
