@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 from google import genai
+from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from apicredits.json_input import MAX_DEPTH
@@ -573,6 +574,22 @@ def test_one_model_can_be_retrieved(gateway: Gateway) -> None:
     # POST on that path is google-genai's (a Gemini call), GET is OpenAI's
     r = httpx.post(f"{gateway.url}/v1/models/sim-gpt", headers={"authorization": f"Bearer {key}"})
     assert r.status_code == 404, r.text
+
+
+def test_the_google_sdk_gets_models_in_its_own_format(gateway: Gateway) -> None:
+    _, key = gateway.tenant()
+    client = genai.Client(api_key=key, http_options=genai_types.HttpOptions(base_url=gateway.url))
+    OPEN.append(client)
+    names = [m.name for m in client.models.list()]
+    assert "models/sim-gemini" in names
+    one = client.models.get(model="sim-gemini")
+    assert (one.name, one.display_name) == ("models/sim-gemini", "sim-gemini")
+    assert one.supported_actions == ["generateContent", "streamGenerateContent"]
+    with pytest.raises(genai_errors.ClientError) as missing:
+        client.models.get(model="nope")
+    assert missing.value.code == 404
+    listed = httpx.get(f"{gateway.url}/v1beta/models", headers={"x-goog-api-key": key}).json()
+    assert "models/sim-gemini" in [m["name"] for m in listed["models"]]
 
 
 def test_the_anthropic_sdk_gets_models_in_its_own_format(gateway: Gateway) -> None:
