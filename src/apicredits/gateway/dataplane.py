@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
@@ -39,6 +40,16 @@ from apicredits.tariffs.units import parse_unit
 from apicredits.tenants import Principal
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def path_segment(regex: str) -> StringConvertor:
+    """Starlette's ``str`` path parameter (any one segment), narrowed to ``regex``."""
+    narrowed: StringConvertor = type("PathSegment", (StringConvertor,), {"regex": regex})()
+    return narrowed
+
+
+# Not "emit": GET /v1/usage/emit is POST-only's 405, not a lookup of a record named so.
+register_url_convertor("usage_id", path_segment(r"(?!emit$)[^/]+"))
 
 
 def proxy_of(request: Request) -> Proxy:
@@ -311,6 +322,6 @@ def routes() -> list[HttpRoute]:
         HttpRoute("/v1/execute", execute, methods=["POST"]),
         HttpRoute("/v1/jobs/{job_id}/settle", settle, methods=["POST"]),
         HttpRoute("/v1/jobs/{job_id}", get_job, methods=["GET"]),
-        HttpRoute("/v1/usage/{request_id}", get_usage, methods=["GET"]),
+        HttpRoute("/v1/usage/{request_id:usage_id}", get_usage, methods=["GET"]),
         HttpRoute("/metrics", metrics, methods=["GET"]),
     ]

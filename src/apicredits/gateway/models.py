@@ -19,26 +19,15 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.convertors import Convertor, register_url_convertor
+from starlette.convertors import register_url_convertor
 from starlette.requests import Request
 from starlette.routing import Route as HttpRoute
 
 from apicredits.errors import UnknownModel
-from apicredits.gateway.dataplane import json_api, proxy_of
+from apicredits.gateway.dataplane import json_api, path_segment, proxy_of
 from apicredits.tariffs import TariffVersion
 
-
-class _ModelName(Convertor[str]):
-    regex = "[^/:]+"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("model_name", _ModelName())
+register_url_convertor("model_name", path_segment("[^/:]+"))
 
 
 def _openai(tariff: TariffVersion, names: list[str]) -> dict[str, dict[str, Any]]:

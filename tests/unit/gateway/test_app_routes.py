@@ -34,6 +34,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         ("GET", "/v1/jobs/job_1/settle", "POST"),
         ("GET", "/v1/oracle/receipt", "POST"),
         ("GET", "/v1beta/models/sim-gemini:generateContent", "POST"),
+        ("GET", "/v1/usage/emit", "POST"),  # not a usage record called "emit"
     ],
 )
 def test_a_known_path_with_another_method_is_405(
