@@ -3,6 +3,8 @@
 POST /v1/chat/completions, /v1/embeddings, /v1/responses         OpenAI
 POST /v1/messages                                                Anthropic
 POST /v1beta/models/{model}:generateContent | :streamGenerateContent   Gemini
+POST /v1/responses/input_tokens, /v1/messages/count_tokens, /v1beta/models/{model}:countTokens
+     token counts, free (``gateway.token_counts``)
 POST /v1/capabilities (token endpoint); GET /.well-known/jwks.json
 POST /v1/jobs/quote, /v1/jobs/lock, /v1/execute, /v1/jobs/{id}/settle; GET /v1/jobs/{id}
 GET  /v1/usage/{request_id}, /metrics (the models: ``gateway.models``)
@@ -31,6 +33,7 @@ from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.jobs import Job
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.sdk_responses import route_error
+from apicredits.gateway.token_counts import count_tokens
 from apicredits.metering import UsageStore
 from apicredits.money import require_micro
 from apicredits.providers.base import Route
@@ -80,12 +83,23 @@ async def gemini(request: Request) -> Response:
         "streamGenerateContent": Route.GEMINI_STREAM,
     }.get(action)
     proxy = proxy_of(request)
+    if action == "countTokens" and model:
+        response = await count_tokens(proxy, request, "gemini", model)
+        proxy.metrics.request("gemini.count_tokens", response.status_code)
+        return response
     if route is None or not model:
         error = NotFound(f"unknown Gemini method {action!r}")
         return route_error(Route.GEMINI_GENERATE, error)
     response = await proxy.handle(request, route, model=model)
     proxy.metrics.request(str(route), response.status_code)
     return response
+
+
+def token_count_route(dialect: str) -> Handler:
+    async def endpoint(request: Request) -> Response:
+        return await count_tokens(proxy_of(request), request, dialect)
+
+    return counted(f"{dialect}.count_tokens", endpoint)
 
 
 # -- the seed API: quote, lock, execute, settle ----------------------------------------------
@@ -313,6 +327,8 @@ def routes() -> list[HttpRoute]:
         HttpRoute("/v1/embeddings", provider_route(Route.OPENAI_EMBEDDINGS), methods=["POST"]),
         HttpRoute("/v1/responses", provider_route(Route.OPENAI_RESPONSES), methods=["POST"]),
         HttpRoute("/v1/messages", provider_route(Route.ANTHROPIC_MESSAGES), methods=["POST"]),
+        HttpRoute("/v1/responses/input_tokens", token_count_route("openai"), methods=["POST"]),
+        HttpRoute("/v1/messages/count_tokens", token_count_route("anthropic"), methods=["POST"]),
         HttpRoute("/v1beta/models/{model_action}", gemini, methods=["POST"]),
         HttpRoute("/v1/models/{model_action}", gemini, methods=["POST"]),  # google-genai
         HttpRoute("/v1/capabilities", capabilities, methods=["POST"]),

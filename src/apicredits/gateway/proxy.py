@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -24,12 +23,12 @@ from starlette.responses import Response, StreamingResponse
 from apicredits import json_input
 from apicredits.auth.capabilities import require_scope
 from apicredits.errors import ApicreditsError, DatabaseUnavailable, InvalidInput, RateLimited
-from apicredits.gateway.call import Call, now_us
+from apicredits.gateway.call import Call, new_request_id, now_us
 from apicredits.gateway.headers import media_type, request_headers
 from apicredits.gateway.idempotency import Attempt, IdempotencyStore, Replay
 from apicredits.gateway.jobs import Job, JobStore
 from apicredits.gateway.metrics import Metrics
-from apicredits.gateway.routing import Router
+from apicredits.gateway.routing import Router, Upstream
 from apicredits.gateway.sdk_responses import (
     UpstreamFailed,
     call_error,
@@ -127,7 +126,7 @@ class Proxy:
         """A provider-compatible route: an implicit one-call job."""
         try:
             raw = await request.body()
-            body = _json_body(request, raw)
+            body = json_body(request, raw)
             principal = await self.authenticate(request)
             sent = request_headers(request)
             key = sent.get("idempotency-key") or sent.get("apicredits-request-id")
@@ -170,10 +169,7 @@ class Proxy:
         rate = tariff.rate(target.model)
         worst = worst_case_micro(rate, plan.input_tokens_estimate, plan.max_output_tokens)
         request_hash = hashlib.sha256(f"{route}\0{model}\0".encode() + raw).hexdigest()
-        # Time first, then randomness: ids (and the lock, consume and usage record ids
-        # made from them) land at the right edge of their indexes, so a batch of calls
-        # writes a few index pages instead of one random page per call.
-        request_id = f"req_{time.time_ns():016x}{os.urandom(8).hex()}"
+        request_id = new_request_id()
         attempt = 1
         if idempotency_key is not None:
             if len(idempotency_key) > 255:
@@ -264,22 +260,37 @@ class Proxy:
         return balances[call.principal.account_id]
 
     async def _send(self, request: Request, call: Call, payload: bytes) -> UpstreamResponse:
+        extra = await self.upstream_headers(call) if self.upstream_headers is not None else {}
+        path = upstream_path(call.route, call.target.upstream_model)
+        return await self.exchange(request, call.target.upstream, call.route, path, payload, extra)
+
+    async def exchange(
+        self,
+        request: Request,
+        upstream: Upstream,
+        route: Route,
+        path: str,
+        payload: bytes,
+        extra_headers: dict[str, str] | None = None,
+    ) -> UpstreamResponse:
+        """POST ``payload`` to ``upstream`` at ``path`` on behalf of ``request``: its
+        credentials, the client's version headers; a 200's response (a plain call's whole
+        exchange, a stream's headers), or ``UpstreamFailed``."""
         assert self.http is not None
-        upstream = call.target.upstream
-        headers = {"content-type": "application/json", **upstream.auth_headers(call.route.dialect)}
+        headers = {"content-type": "application/json", **upstream.auth_headers(route.dialect)}
         sent = request_headers(request)
         for name in _FORWARDED:
             if name in sent and name not in headers:
                 headers[name] = sent[name]
         if upstream.is_simulator:  # failure modes and usage modifiers of the simulator
             headers.update({k: v for k, v in sent.items() if k.startswith("x-sim-")})
-        if self.upstream_headers is not None:
-            headers.update(await self.upstream_headers(call))
-        url = upstream.base_url + upstream_path(call.route, call.target.upstream_model)
+        if extra_headers:
+            headers.update(extra_headers)
         started = time.perf_counter()
         try:
-            # the whole exchange of a plain call; a stream's headers (then each chunk)
-            response = await self.http.post(url, headers, payload, time_limit=self._timeout())
+            response = await self.http.post(
+                upstream.base_url + path, headers, payload, time_limit=self._timeout()
+            )
         except TimeoutError:
             raise UpstreamFailed("upstream_timeout", 504, f"{upstream.name} timed out") from None
         except UpstreamUnavailable as exc:
@@ -299,10 +310,8 @@ class Proxy:
             raise upstream_failure(upstream.name, response.status, response.headers, error)
         return response
 
-    def _timeout(self) -> float:
-        return self.rt.settings.upstream_timeout_seconds
-
-    async def _complete(self, call: Call, response: UpstreamResponse) -> Response:
+    async def read_answer(self, upstream: Upstream, response: UpstreamResponse) -> bytes:
+        """The whole body of a 200 from ``exchange`` (then the connection is released)."""
         started = time.perf_counter()
         try:
             payload = await response.read(self.rt.settings.max_upstream_body_bytes)
@@ -314,9 +323,16 @@ class Proxy:
             ) from None
         finally:
             response.release()
-        self.metrics.child(self.metrics.upstream_latency, call.target.upstream.name).observe(
+        self.metrics.child(self.metrics.upstream_latency, upstream.name).observe(
             time.perf_counter() - started
         )
+        return payload
+
+    def _timeout(self) -> float:
+        return self.rt.settings.upstream_timeout_seconds
+
+    async def _complete(self, call: Call, response: UpstreamResponse) -> Response:
+        payload = await self.read_answer(call.target.upstream, response)
         usage = usage_from_response(call.route, payload)
         cost, remaining = await self._charge(call, usage, "ok")
         headers = charge_headers(call, cost, remaining)
@@ -493,7 +509,7 @@ class Proxy:
     # -- responses -------------------------------------------------------------------------
 
 
-def _json_body(request: Request, raw: bytes) -> object:
+def json_body(request: Request, raw: bytes) -> object:
     content_type = media_type(request)
     if content_type not in ("application/json", ""):
         raise InvalidInput(f"expected application/json, got {content_type!r}")

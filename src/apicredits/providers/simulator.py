@@ -6,7 +6,10 @@ It is a plain ASGI app (no framework on the hot path) and checks no credentials.
 Endpoints: ``GET /v1/models``; ``POST /v1/chat/completions``, ``/v1/embeddings``,
 ``/v1/responses`` (OpenAI); ``POST /v1/messages`` (Anthropic); ``POST
 /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (Gemini; ``?alt=sse``
-streams SSE, otherwise one JSON array; the ``/v1/models/...`` prefix works too).
+streams SSE, otherwise one JSON array; the ``/v1/models/...`` prefix works too). Token
+counts, free as at the providers: ``POST /v1/responses/input_tokens`` (OpenAI),
+``/v1/messages/count_tokens`` (Anthropic), ``/v1beta/models/{model}:countTokens`` (Gemini;
+``contents`` or a whole ``generateContentRequest``): the prompt tokens the same call reports.
 
 Deterministic rules (other code relies on them):
 
@@ -196,6 +199,12 @@ _ROUTES: dict[str, tuple[str, Callable[[dict[str, Any]], Prompt]]] = {
     "/v1/messages": (fmt.ANTHROPIC, read_messages),
     "/v1/embeddings": (fmt.OPENAI, read_embeddings),
 }
+# path -> (dialect, reader): the token counts
+_COUNT_ROUTES: dict[str, tuple[str, Callable[[dict[str, Any]], Prompt]]] = {
+    "/v1/responses/input_tokens": (fmt.OPENAI, read_responses),
+    "/v1/messages/count_tokens": (fmt.ANTHROPIC, read_messages),
+}
+_GEMINI_ACTIONS = ("generateContent", "streamGenerateContent", "countTokens")
 _GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
 _JSON = b"application/json"
 
@@ -221,7 +230,7 @@ class _SimApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        route = _ROUTES.get(path)
+        route = _ROUTES.get(path) or _COUNT_ROUTES.get(path)
         dialect = fmt.OPENAI
         gemini_model = gemini_action = ""
         if route is not None:
@@ -239,7 +248,7 @@ class _SimApp:
                     raise Rejected("method", "use GET")
                 await _send(send, 200, _MODELS_BODY)
                 return
-            if route is None and gemini_action not in ("generateContent", "streamGenerateContent"):
+            if route is None and gemini_action not in _GEMINI_ACTIONS:
                 raise Rejected("no_route", f"no such endpoint: {path}")
             if scope["method"] != "POST":
                 raise Rejected("method", "use POST")
@@ -261,6 +270,9 @@ class _SimApp:
                 raise Rejected("invalid", "request body must be a JSON object")
             if route is not None:
                 prompt = route[1](request)
+            elif gemini_action == "countTokens":
+                prompt = read_generate(_count_request(request))
+                prompt.model = gemini_model
             else:
                 prompt = read_generate(request)
                 prompt.model = gemini_model
@@ -281,6 +293,9 @@ class _SimApp:
         self, send: Send, path: str, prompt: Prompt, mods: _Modifiers
     ) -> bytes | None:
         """Send the answer; returns a whole (non-stream) JSON reply, None for a stream."""
+        if path in _COUNT_ROUTES or path.endswith(":countTokens"):
+            await _send_reply(send, _token_count(path, prompt), mods.fail)
+            return None  # nothing served, nothing to sign
         if path == "/v1/embeddings":
             vectors = [_embedding(text, prompt.dimensions) for text in prompt.texts]
             reply = fmt.embeddings(prompt.model, vectors, prompt.tokens, prompt.base64)
@@ -326,6 +341,27 @@ class _SimApp:
 
 
 _CONTEXT = CONTEXT_HEADER.encode()
+
+
+def _count_request(body: dict[str, Any]) -> dict[str, Any]:
+    """Gemini's countTokens body: ``contents``, or the call itself as
+    ``generateContentRequest``."""
+    inner = body.get("generateContentRequest", body.get("generate_content_request"))
+    if inner is None:
+        return body
+    if not isinstance(inner, dict):
+        raise Rejected("invalid", "generateContentRequest must be an object")
+    return inner
+
+
+def _token_count(path: str, prompt: Prompt) -> bytes:
+    tokens = prompt_tokens_of(prompt.texts, prompt.messages)
+    if path == "/v1/responses/input_tokens":
+        return fmt.dump({"object": "response.input_tokens", "input_tokens": tokens})
+    if path == "/v1/messages/count_tokens":
+        return fmt.dump({"input_tokens": tokens})
+    details = [{"modality": "TEXT", "tokenCount": tokens}]
+    return fmt.dump({"totalTokens": tokens, "promptTokensDetails": details})
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:

@@ -618,7 +618,7 @@ def test_gemini_errors_come_in_googles_shape(gateway: Gateway) -> None:
     assert (error["code"], error["status"]) == (402, "RESOURCE_EXHAUSTED")
     assert error["details"][0]["reason"] == "insufficient_credits"
     unknown = httpx.post(
-        f"{gateway.url}/v1beta/models/sim-gemini:countTokens",
+        f"{gateway.url}/v1beta/models/sim-gemini:noSuchMethod",
         json={},
         headers={"x-goog-api-key": key},
     )

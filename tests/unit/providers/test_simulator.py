@@ -353,6 +353,42 @@ async def test_generate_accepts_the_v1_prefix_and_empty_answers() -> None:
     assert chunks[0]["usageMetadata"]["candidatesTokenCount"] == 0
 
 
+
+# -- token counts ----------------------------------------------------------------------------
+
+
+async def test_token_counts_are_the_prompt_tokens_a_call_reports() -> None:
+    responses = {"model": "sim-gpt", "instructions": "be brief", "input": USER}
+    counted = (await post("/v1/responses/input_tokens", responses)).json()
+    assert counted == {"object": "response.input_tokens", "input_tokens": CHAT_TOKENS}
+    called = (await post("/v1/responses", responses)).json()
+    assert called["usage"]["input_tokens"] == CHAT_TOKENS
+    counted = (await post("/v1/messages/count_tokens", messages_body())).json()
+    called = (await post("/v1/messages", messages_body())).json()
+    assert counted == {"input_tokens": called["usage"]["input_tokens"]}
+    gemini = {k: v for k, v in generate_body().items() if k != "generationConfig"}
+    counted = (await post("/v1beta/models/sim-gemini:countTokens", gemini)).json()
+    assert counted["totalTokens"] == CHAT_TOKENS
+    assert counted["promptTokensDetails"] == [{"modality": "TEXT", "tokenCount": CHAT_TOKENS}]
+    whole = {"generateContentRequest": {"model": "models/sim-gemini", **generate_body()}}
+    assert (await post("/v1/models/sim-gemini:countTokens", whole)).json() == counted
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages/count_tokens", {"model": "sim-claude"}),
+        ("/v1/responses/input_tokens", {"model": "sim-gpt", "input": 3}),
+        ("/v1beta/models/sim-gemini:countTokens", {"generateContentRequest": []}),
+        ("/v1beta/models/sim-gemini:countTokens", {}),
+    ],
+)
+async def test_a_malformed_count_request_is_400(path: str, body: dict[str, Any]) -> None:
+    response = await post(path, body)
+    assert response.status_code == 400
+    assert_error_shape(path, response.json(), 400)
+
+
 # -- failure modes ---------------------------------------------------------------------------
 
 DIALECTS = [
@@ -374,7 +410,7 @@ async def test_failures_use_each_providers_error_shape(
 
 
 def assert_error_shape(path: str, error: dict[str, Any], status: int) -> None:
-    if path == "/v1/messages":
+    if path.startswith("/v1/messages"):
         assert error["type"] == "error"
         assert set(error["error"]) == {"type", "message"}
     elif path.startswith("/v1beta"):
