@@ -93,7 +93,10 @@ def test_anthropic_counts_what_the_call_reports_for_free(
     assert counted.input_tokens == 2 + 8 + 2 * 3  # the simulator's words, 3 per message
     assert untouched(gw, tid)
     called = client.messages.create(
-        model="sim-claude", system="be brief", max_tokens=8, messages=PROMPT  # type: ignore[arg-type]
+        model="sim-claude",
+        system="be brief",
+        max_tokens=8,
+        messages=PROMPT,  # type: ignore[arg-type]
     )
     assert counted.input_tokens == called.usage.input_tokens
 
@@ -187,9 +190,10 @@ def test_a_failed_count_is_mapped_and_costs_nothing(
 
 def test_counts_spend_the_credentials_requests_per_minute(gw: Gateway) -> None:
     _, key = gw.tenant(requests_per_minute=1)
-    sent = {"json": {"model": "sim-gpt", "input": "hi"}, "headers": {"authorization": f"Bearer {key}"}}
-    assert httpx.post(f"{gw.url}/v1/responses/input_tokens", **sent).status_code == 200  # type: ignore[arg-type]
-    limited = httpx.post(f"{gw.url}/v1/responses/input_tokens", **sent)  # type: ignore[arg-type]
+    url, body = f"{gw.url}/v1/responses/input_tokens", {"model": "sim-gpt", "input": "hi"}
+    auth = {"authorization": f"Bearer {key}"}
+    assert httpx.post(url, json=body, headers=auth).status_code == 200
+    limited = httpx.post(url, json=body, headers=auth)
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limited"
 
@@ -203,4 +207,3 @@ def test_counts_are_in_the_metrics(gw: Gateway) -> None:
     )
     text = httpx.get(f"{gw.url}/metrics").text
     assert 'route="anthropic.count_tokens",status="200"' in text
-

@@ -353,7 +353,6 @@ async def test_generate_accepts_the_v1_prefix_and_empty_answers() -> None:
     assert chunks[0]["usageMetadata"]["candidatesTokenCount"] == 0
 
 
-
 # -- token counts ----------------------------------------------------------------------------
 
 
