@@ -179,6 +179,10 @@ class HotPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if route is None or scope["method"] != "POST":
+            if "\0" in scope.get("path", ""):  # no id holds one; PostgreSQL would refuse it
+                error = error_response(400, "invalid_request", "the path holds a NUL character")
+                await error(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         scope["app"] = self.app
