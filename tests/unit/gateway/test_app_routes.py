@@ -62,7 +62,6 @@ def test_an_unknown_path_is_404_naming_it(client: TestClient, path: str) -> None
     assert r.json()["error"] == {"code": "not_found", "message": f"Not Found: GET {path}"}
 
 
-
 @pytest.mark.parametrize(
     "path", ["/v1/usage/a%00b", "/v1/jobs/job%00", "/admin/v1/tenants/t%00/balance", "/%00"]
 )
@@ -74,6 +73,7 @@ def test_a_nul_in_the_path_is_a_400_on_every_engine(client: TestClient, path: st
         "code": "invalid_request",
         "message": "the path holds a NUL character",
     }
+
 
 def test_the_control_plane_at_the_root_still_answers(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
