@@ -48,6 +48,7 @@ bench: $(STAMP) $(ANVIL_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy bench/*.py
 
