@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from apicredits.db.outages import domain_errors, raise_domain_error
 from apicredits.db.pg_writes import HotWriter
-from apicredits.db.sql import Sql
+from apicredits.db.sql import Sql, SqliteSql
 from apicredits.errors import InvalidInput
 
 T = TypeVar("T")
@@ -318,7 +318,7 @@ def _finish(raw: _Connection, work: Callable[[Sql], T]) -> T:
         raw.cache.clear()
         raw.data_version = version
     try:
-        result = work(Sql(None, raw=raw, cache=raw.cache))
+        result = work(SqliteSql(raw, cache=raw.cache))
         raw.execute("COMMIT")
     except BaseException:
         raw.cache.clear()

@@ -19,7 +19,7 @@ from sqlalchemy.exc import InterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from apicredits.db.greenlets import run_sync
-from apicredits.db.sql import Sql
+from apicredits.db.sql import PgSql, Sql
 
 if TYPE_CHECKING:
     import asyncpg
@@ -46,7 +46,7 @@ class HotWriter:
         async with self._lock:
             driver = await self._connection()
             try:
-                return await _in_transaction(driver, work, Sql(None, pg=driver, facts=self._facts))
+                return await _in_transaction(driver, work, PgSql(driver, facts=self._facts))
             except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if driver.is_closed():
                     await self._drop(exc)  # the next unit of work gets a new connection

@@ -65,78 +65,41 @@ def _args(names: tuple[str, ...], params: Params | None) -> list[Any]:
 
 
 class Sql:
-    def __init__(
-        self,
-        conn: Connection | None,
-        *,
-        raw: sqlite3.Connection | None = None,
-        pg: asyncpg.Connection | None = None,
-        cache: dict[str, Any] | None = None,
-        facts: dict[str, Any] | None = None,
-    ) -> None:
-        """Over a SQLAlchemy connection, or directly over a driver connection: ``raw`` on
-        SQLite, ``pg`` on PostgreSQL (then only from code that ``run_sync`` runs).
+    """One transaction's statements, on whichever connection runs it: ``SqliteSql`` (the
+    stdlib driver), ``PgSql`` (asyncpg) or ``AlchemySql`` (a SQLAlchemy connection to
+    PostgreSQL); ``Sql.over`` picks for a SQLAlchemy connection."""
 
-        ``cache``: state private to the driver connection that the engine keeps only while
+    pg = False  # PostgreSQL's SQL (``in_``, ``for_update``, the store's own statements)
+
+    def __init__(
+        self, *, cache: dict[str, Any] | None = None, facts: dict[str, Any] | None = None
+    ) -> None:
+        """``cache``: state private to the driver connection that the engine keeps only while
         it is current (see ``apicredits.db.engine``); None where there is no such promise.
         ``facts``: one database's rows that never change once written, kept for the
         process's lifetime; None where there is none."""
-        self._raw: sqlite3.Connection | None = raw
-        self._pg = pg
         self.cache = cache
         self.facts = facts
-        self.pg = pg is not None
-        if conn is not None:
-            self.conn = conn
-            self.pg = conn.dialect.name == "postgresql"
-            self._raw = None if self.pg else conn.connection.driver_connection
-        assert self.pg or self._raw is not None
+
+    @staticmethod
+    def over(conn: Connection) -> Sql:
+        """Statements in ``conn``'s transaction: on SQLite, straight to its driver
+        connection."""
+        if conn.dialect.name == "postgresql":
+            return AlchemySql(conn)
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        return SqliteSql(raw)
 
     def all(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
-        if self._raw is not None:
-            rows: list[Sequence[Any]] = self._raw.execute(sql, params or {}).fetchall()
-            return rows
-        if self._pg is not None:
-            statement, names = _numbered(sql)
-            found: list[Sequence[Any]] = _pg(self._pg.fetch(statement, *_args(names, params)))
-            return found
-        return [tuple(r) for r in self.conn.execute(_text(sql), dict(params or {}))]
+        raise NotImplementedError
 
     def run(self, sql: str, params: Params | None = None) -> int:
         """Execute one statement; returns the rows it changed."""
-        if self._raw is not None:
-            return int(self._raw.execute(sql, params or {}).rowcount)
-        if self._pg is not None:
-            statement, names = _numbered(sql)
-            status = _pg(self._pg.execute(statement, *_args(names, params)))
-            count = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1"; "CREATE TABLE"
-            return int(count) if count.isdigit() else 0
-        return int(self.conn.execute(_text(sql), dict(params or {})).rowcount)
-
-    def insert_rowid(self, sql: str, values: Sequence[Any]) -> int:
-        """SQLite only: run one INSERT, its parameters bound by position (``?``); returns the
-        rowid SQLite gave the new row."""
-        assert self._raw is not None
-        rowid = self._raw.execute(sql, values).lastrowid
-        assert rowid is not None
-        return rowid
+        raise NotImplementedError
 
     def many(self, sql: str, rows: Sequence[Params]) -> None:
-        if not rows:
-            return
-        if self._raw is not None:
-            self._raw.executemany(sql, rows)
-        elif self._pg is not None:
-            statement, names = _numbered(sql)
-            _pg(self._pg.executemany(statement, [_args(names, r) for r in rows]))
-        else:
-            self.conn.execute(_text(sql), [dict(r) for r in rows])
-
-    def rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """SQLite only: ``sql`` once per row, its parameters bound by position (``?``)."""
-        assert self._raw is not None
-        if rows:
-            self._raw.executemany(sql, rows)
+        raise NotImplementedError
 
     def in_(self, column: str, values: Iterable[str], name: str) -> tuple[str, dict[str, Any]]:
         """``column IN values`` as SQL and its parameters."""
@@ -150,3 +113,80 @@ class Sql:
     @property
     def for_update(self) -> str:
         return " FOR UPDATE" if self.pg else ""
+
+
+class SqliteSql(Sql):
+    """Over the stdlib driver's connection; hot writes may bind rows by position."""
+
+    def __init__(self, raw: sqlite3.Connection, *, cache: dict[str, Any] | None = None) -> None:
+        super().__init__(cache=cache)
+        self._raw = raw
+
+    def all(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
+        rows: list[Sequence[Any]] = self._raw.execute(sql, params or {}).fetchall()
+        return rows
+
+    def run(self, sql: str, params: Params | None = None) -> int:
+        return int(self._raw.execute(sql, params or {}).rowcount)
+
+    def many(self, sql: str, rows: Sequence[Params]) -> None:
+        if rows:
+            self._raw.executemany(sql, rows)
+
+    def insert_rowid(self, sql: str, values: Sequence[Any]) -> int:
+        """Run one INSERT, its parameters bound by position (``?``); returns the rowid
+        SQLite gave the new row."""
+        rowid = self._raw.execute(sql, values).lastrowid
+        assert rowid is not None
+        return rowid
+
+    def rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``sql`` once per row, its parameters bound by position (``?``)."""
+        if rows:
+            self._raw.executemany(sql, rows)
+
+
+class PgSql(Sql):
+    """Over asyncpg's connection, only from code that ``db.greenlets.run_sync`` runs."""
+
+    pg = True
+
+    def __init__(self, driver: asyncpg.Connection, *, facts: dict[str, Any] | None = None) -> None:
+        super().__init__(facts=facts)
+        self._pg = driver
+
+    def all(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
+        statement, names = _numbered(sql)
+        found: list[Sequence[Any]] = _pg(self._pg.fetch(statement, *_args(names, params)))
+        return found
+
+    def run(self, sql: str, params: Params | None = None) -> int:
+        statement, names = _numbered(sql)
+        status = _pg(self._pg.execute(statement, *_args(names, params)))
+        count = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1"; "CREATE TABLE"
+        return int(count) if count.isdigit() else 0
+
+    def many(self, sql: str, rows: Sequence[Params]) -> None:
+        if rows:
+            statement, names = _numbered(sql)
+            _pg(self._pg.executemany(statement, [_args(names, r) for r in rows]))
+
+
+class AlchemySql(Sql):
+    """Over a SQLAlchemy connection to PostgreSQL, as cached ``text()`` clauses."""
+
+    pg = True
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self._conn = conn
+
+    def all(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
+        return [tuple(r) for r in self._conn.execute(_text(sql), dict(params or {}))]
+
+    def run(self, sql: str, params: Params | None = None) -> int:
+        return int(self._conn.execute(_text(sql), dict(params or {})).rowcount)
+
+    def many(self, sql: str, rows: Sequence[Params]) -> None:
+        if rows:
+            self._conn.execute(_text(sql), [dict(r) for r in rows])

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from apicredits.db.schema import metadata
-from apicredits.db.sql import Sql
+from apicredits.db.sql import Sql, SqliteSql
 from apicredits.errors import ApicreditsError
 from apicredits.ledger.model import (
     Account,
@@ -220,7 +220,7 @@ def _related_transfers(sql: Sql, commands: list[Command], lock_ids: set[str]) ->
 def write_outcome(sql: Sql, outcome: BatchOutcome, known: Mapping[str, Transfer]) -> dict[str, int]:
     """Write what a batch changed; returns the ``seq`` given to each new transfer.
     ``known`` holds the transfers the batch read, among them the locks it closes."""
-    if sql.pg:
+    if not isinstance(sql, SqliteSql):
         return _pg_write_outcome(sql, outcome, known)
     seqs: dict[str, int] = {}
     new = outcome.new_transfers
@@ -396,7 +396,7 @@ def ensure_account(
     conn: Connection, account_id: str, type_: AccountType, *, must_not_exceed: bool, now_us: int
 ) -> None:
     """Open an account if it does not exist yet (idempotent)."""
-    sql = Sql(conn)
+    sql = Sql.over(conn)
     ignore, conflict = ("", " ON CONFLICT DO NOTHING") if sql.pg else (" OR IGNORE", "")
     sql.run(
         f"INSERT{ignore} INTO accounts (id, type, debits_must_not_exceed_credits, "
@@ -406,7 +406,7 @@ def ensure_account(
 
 
 def get_account(conn: Connection, account_id: str) -> Account | None:
-    rows = Sql(conn).all(
+    rows = Sql.over(conn).all(
         f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = :id",  # noqa: S608
         {"id": account_id},
     )
@@ -414,7 +414,7 @@ def get_account(conn: Connection, account_id: str) -> Account | None:
 
 
 def get_transfer(conn: Connection, transfer_id: str) -> Transfer | None:
-    found = _transfers(Sql(conn), "id = :id", {"id": transfer_id})
+    found = _transfers(Sql.over(conn), "id = :id", {"id": transfer_id})
     return found[0] if found else None
 
 
@@ -423,11 +423,11 @@ def list_transfers(
 ) -> list[Transfer]:
     where = "(debit_account_id = :a OR credit_account_id = :a) AND seq > :after"
     params = {"a": account_id, "after": after_seq, "limit": limit}
-    return _transfers(Sql(conn), where + " ORDER BY seq LIMIT :limit", params)
+    return _transfers(Sql.over(conn), where + " ORDER BY seq LIMIT :limit", params)
 
 
 def due_locks(conn: Connection, now_us: int, limit: int) -> list[str]:
-    rows = Sql(conn).all(
+    rows = Sql.over(conn).all(
         "SELECT lock_id FROM open_locks WHERE expires_at_us <= :now "
         "ORDER BY expires_at_us LIMIT :limit",
         {"now": now_us, "limit": limit},
