@@ -9,14 +9,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from apicredits.demo import running_gateway
 from apicredits.sdk import Curve, ServiceKey
+from apicredits.settings import Settings
+
+ADMIN_TOKEN = "dataplane-admin"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,26 @@ class Gateway:
     def balance(self, tid: str) -> dict[str, int]:
         doc: dict[str, int] = self.admin.get(f"/admin/v1/tenants/{tid}/balance").json()
         return doc
+
+
+def gateway_settings(sim_url: str, data_dir: Path, **settings: Any) -> Settings:
+    """A test gateway's settings: over ``sim_url``, a known admin token; ``settings`` on
+    top."""
+    defaults = {"admin_token": ADMIN_TOKEN, "upstream_timeout_seconds": 2.0}
+    return Settings(data_dir=data_dir, sim_url=sim_url, **{**defaults, **settings})
+
+
+@contextmanager
+def gateway_on(settings: Settings) -> Iterator[Gateway]:
+    """A gateway in process, with a client holding its admin token."""
+    token = settings.resolve_admin_token()
+    with (
+        running_gateway(settings) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as admin,
+    ):
+        yield Gateway(url, admin)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:

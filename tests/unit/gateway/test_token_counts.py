@@ -14,12 +14,9 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from apicredits.demo import running_gateway
-from apicredits.settings import Settings
-from gateway_support import Gateway
+from gateway_support import Gateway, gateway_on, gateway_settings
 
 PROMPT = [{"role": "user", "content": "count the sheep that jump over the fence"}]
-ADMIN = "token-counts-admin"
 # an operator's names for the simulator's models: the provider must get its own name
 HOUSE = {
     "house-gpt": {"provider": "sim", "upstream_model": "sim-gpt"},
@@ -30,20 +27,9 @@ HOUSE = {
 
 @pytest.fixture(scope="module")
 def gw(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("counts"),
-        admin_token=ADMIN,
-        sim_url=sim_url,
-        upstream_timeout_seconds=2.0,
-        models=HOUSE,  # type: ignore[arg-type]
-    )
-    with (
-        running_gateway(settings) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30
-        ) as admin,
-    ):
-        yield Gateway(url, admin)
+    settings = gateway_settings(sim_url, tmp_path_factory.mktemp("counts"), models=HOUSE)
+    with gateway_on(settings) as gateway:
+        yield gateway
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from apicredits.oracle.messages import (
     usage_event_leaf,
 )
 from apicredits.settings import Settings
-from gateway_support import Gateway, wait_for
+from gateway_support import Gateway, gateway_on, wait_for
 
 ADMIN = "usage-admin"
 CHAT = {"model": "sim-gpt", "messages": [{"role": "user", "content": "hello there"}]}
@@ -50,11 +50,8 @@ def gw(sim_url: str, data_dir: Path) -> Iterator[Gateway]:
         usage_producer_interval_seconds=0.05,
         usage_events=True,
     )
-    with (
-        running_gateway(settings) as url,
-        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as admin,
-    ):
-        yield Gateway(url, admin)
+    with gateway_on(settings) as gateway:
+        yield gateway
 
 
 def call(gw: Gateway, key: str, **extra: Any) -> httpx.Response:
