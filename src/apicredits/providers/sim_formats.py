@@ -108,8 +108,8 @@ def _add_text(content: object, texts: list[str]) -> None:
     elif isinstance(content, list):
         for part in content:
             if isinstance(part, dict):
-                text = part.get("text")
-                if isinstance(text, str) and part.get("type", "text") in _TEXT_PARTS:
+                text, kind = part.get("text"), part.get("type", "text")
+                if isinstance(text, str) and isinstance(kind, str) and kind in _TEXT_PARTS:
                     texts.append(text)
 
 

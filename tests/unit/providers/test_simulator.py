@@ -373,6 +373,15 @@ async def test_token_counts_are_the_prompt_tokens_a_call_reports() -> None:
     assert (await post("/v1/models/sim-gemini:countTokens", whole)).json() == counted
 
 
+async def test_a_part_of_an_odd_type_is_not_text() -> None:
+    # found by fuzzing: a list as a part's type was a 500
+    odd = [{"type": [1], "text": "not counted"}, {"type": "input_text", "text": "two words"}]
+    body = {"model": "sim-gpt", "input": [{"role": "user", "content": odd}]}
+    counted = await post("/v1/responses/input_tokens", body)
+    assert counted.status_code == 200
+    assert counted.json()["input_tokens"] == 2 + 3
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [
