@@ -204,6 +204,8 @@ def tally_part(tally: PromptTally, part: dict[str, Any], field: str) -> None:
         tally.text(text)
         return
     kind = part.get("type")
+    if not isinstance(kind, str):  # a list or object here is no type we know (nor hashable)
+        kind = None
     if kind == "document":  # Anthropic: plain-text documents are text, PDFs are media
         source = part.get("source")
         if isinstance(source, dict) and source.get("type") == "text":

@@ -342,6 +342,15 @@ def test_plan_anthropic() -> None:
     assert 1000 + 2000 + 3 * 8 + 16 < plan.input_tokens_estimate < 1000 + 2000 + 100
 
 
+@pytest.mark.parametrize("kind", [[1], {"a": 1}, 7, None])
+def test_a_part_of_an_odd_type_is_read_as_text(kind: object) -> None:
+    # found by fuzzing: a list as a part's type was a 500 (unhashable in the media lookup)
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": kind, "data": "x" * 400}]}]}  # fmt: skip
+    plan = plan_call(Route.ANTHROPIC_MESSAGES, body)
+    assert plan.input_tokens_estimate > 100  # its JSON, counted as text
+
+
 def test_plan_gemini() -> None:
     body = {
         "contents": [
