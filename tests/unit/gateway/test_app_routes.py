@@ -80,6 +80,34 @@ def test_the_control_plane_at_the_root_still_answers(client: TestClient) -> None
     assert client.get("/openapi.json").status_code == 200
 
 
+def test_the_openapi_document_describes_the_errors_as_they_are(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas  # FastAPI's 422 body, which we never send
+    error = schemas["Error"]
+    operations = [op for ops in document["paths"].values() for op in ops.values()]
+    assert len(operations) > 25
+    ref = {"$ref": "#/components/schemas/Error"}
+    for op in operations:
+        assert "422" not in op["responses"], op["operationId"]
+        assert op["responses"]["default"]["content"]["application/json"]["schema"] == ref
+    create = document["paths"]["/admin/v1/tenants"]["post"]["responses"]
+    assert create["400"]["content"]["application/json"]["schema"] == ref
+    # what the gateway answers has the documented shape
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    refused = client.post("/admin/v1/tenants", json={"name": 5}, headers=auth)
+    missing = client.get("/admin/v1/tenants/ten_nobody", headers=auth)
+    assert (refused.status_code, missing.status_code) == (400, 404)
+    fields = error["properties"]["error"]["properties"]
+    for answer in (refused.json(), missing.json()):
+        assert set(answer) == set(error["required"])
+        assert set(error["properties"]["error"]["required"]) <= set(answer["error"])
+        for name, value in answer["error"].items():  # other details are allowed, untyped
+            kind = fields.get(name, {}).get("type")
+            assert kind is None or isinstance(value, {"string": str, "array": list}[kind])
+    assert refused.json()["error"]["problems"][0]["field"] == "name"
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [

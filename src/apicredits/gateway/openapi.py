@@ -1,0 +1,71 @@
+"""The control plane's OpenAPI document, told the truth about errors.
+
+FastAPI documents a 422 with its own validation-error body on every route that takes
+input. Here every error is ``{"error": {"code": ..., "message": ...}}`` with a stable code,
+and input that fails validation is a 400 ``invalid_request`` (``gateway.errors``), so the
+document says that instead: a 400 where FastAPI would say 422, and the error body as every
+operation's ``default`` response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+ERROR = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "Stable: invalid_request, unauthorized, forbidden, "
+                    "not_found, conflict, insufficient_credits, database_unavailable, ...",
+                },
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "the input at fault, if one is"},
+                "problems": {
+                    "type": "array",
+                    "description": "every field that failed validation",
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+                    },
+                },
+            },
+            "additionalProperties": True,
+        }
+    },
+}
+_BODY = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document describe its errors as they are."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        schemas["Error"] = ERROR
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses["400"] = {
+                        "description": "invalid_request: malformed, or failed validation",
+                        **_BODY,
+                    }
+                responses["default"] = {"description": "An error, with a stable code", **_BODY}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
