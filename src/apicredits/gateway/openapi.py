@@ -4,7 +4,9 @@ FastAPI documents a 422 with its own validation-error body on every route that t
 input. Here every error is ``{"error": {"code": ..., "message": ...}}`` with a stable code,
 and input that fails validation is a 400 ``invalid_request`` (``gateway.errors``), so the
 document says that instead: a 400 where FastAPI would say 422, and the error body as every
-operation's ``default`` response.
+operation's ``default`` response. It also puts integers' bounds back as integers: FastAPI's
+OpenAPI model holds them as floats, where the money bound, 2**63 - 1, becomes 2**63, and
+clients generated from the document would send amounts the API refuses.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+
+from apicredits.money import MAX_MICRO
 
 ERROR = {
     "title": "Error",
@@ -42,6 +46,7 @@ ERROR = {
         }
     },
 }
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _BODY = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
@@ -56,6 +61,7 @@ def document_errors(app: FastAPI) -> None:
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)
+        _integer_bounds(schema)
         schemas["Error"] = ERROR
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
@@ -69,3 +75,17 @@ def document_errors(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _integer_bounds(node: object) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in _BOUNDS:
+                bound = node.get(key)
+                if isinstance(bound, float):  # exact below 2**53; the money bound above
+                    node[key] = MAX_MICRO if bound == float(MAX_MICRO) else int(bound)
+        for value in node.values():
+            _integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integer_bounds(value)

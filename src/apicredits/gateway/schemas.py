@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from apicredits import json_input
 from apicredits.money import MAX_MICRO
@@ -26,8 +26,13 @@ def _no_nul(text: str) -> str:
     return text
 
 
-Name = Annotated[StrictStr, Field(max_length=200), AfterValidator(_no_nul)]
-Memo = Annotated[StrictStr, Field(max_length=500), AfterValidator(_no_nul)]
+_NO_NUL = {"pattern": "^[^\\u0000]*$"}  # documented; ``_no_nul`` checks, with its own words
+Name = Annotated[
+    StrictStr, Field(max_length=200, json_schema_extra=_NO_NUL), AfterValidator(_no_nul)
+]
+Memo = Annotated[
+    StrictStr, Field(max_length=500, json_schema_extra=_NO_NUL), AfterValidator(_no_nul)
+]
 
 
 def _checksummed(address: str) -> str:
@@ -39,7 +44,22 @@ def _checksummed(address: str) -> str:
 
 
 # The wallet that may sign in for a tenant (SIWE): EIP-55 checksummed, as SIWE messages are.
-Address = Annotated[StrictStr, Field(pattern=r"^0x[0-9a-fA-F]{40}$"), AfterValidator(_checksummed)]
+Address = Annotated[
+    StrictStr,
+    Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="EIP-55 checksummed"),
+    AfterValidator(_checksummed),
+]
+
+
+# ``auth.capabilities`` checks a scope, with its own words; the pattern documents its rule
+Scope = Annotated[
+    StrictStr,
+    Field(
+        min_length=7,
+        max_length=206,
+        json_schema_extra={"pattern": r"^(route|model):[\x21\x23-\x5b\x5d-\x7e]{1,200}$"},
+    ),
+]
 
 
 class Body(BaseModel):
@@ -49,16 +69,16 @@ class Body(BaseModel):
 class TenantCreate(Body):
     name: Name = ""
     settings: dict[str, Any] = Field(default_factory=dict)
-    legacy_keys: bool | None = None
-    dpop_required: bool | None = None
+    legacy_keys: StrictBool | None = None
+    dpop_required: StrictBool | None = None
     owner_address: Address | None = None
 
 
 class TenantPatch(Body):
     name: Name | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
-    legacy_keys: bool | None = None
-    dpop_required: bool | None = None
+    legacy_keys: StrictBool | None = None
+    dpop_required: StrictBool | None = None
     owner_address: Address | None = None
 
 
@@ -83,9 +103,7 @@ class KeyCreate(Body):
     requests_per_minute: PerMinute | None = None
     tokens_per_minute: PerMinute | None = None
     max_concurrent: Annotated[StrictInt, Field(gt=0, le=100_000)] | None = None
-    scopes: Annotated[list[Annotated[StrictStr, Field(max_length=206)]], Field(max_length=64)] = (
-        Field(default_factory=list)
-    )
+    scopes: Annotated[list[Scope], Field(max_length=64)] = Field(default_factory=list)
 
 
 class BudgetPut(Body):
@@ -124,9 +142,6 @@ class PlannedCallBody(Body):
 class QuoteCreate(Body):
     tenant_id: Id | None = None
     calls: Annotated[list[PlannedCallBody], Field(min_length=1, max_length=1000)]
-
-
-Scope = Annotated[StrictStr, Field(min_length=7, max_length=206)]
 
 
 class ServiceCreate(Body):

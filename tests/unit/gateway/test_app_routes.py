@@ -93,6 +93,11 @@ def test_the_openapi_document_describes_the_errors_as_they_are(client: TestClien
         assert op["responses"]["default"]["content"]["application/json"]["schema"] == ref
     create = document["paths"]["/admin/v1/tenants"]["post"]["responses"]
     assert create["400"]["content"]["application/json"]["schema"] == ref
+    # bounds as the API checks them: 2**63 - 1 as a float would be 2**63
+    amount = schemas["DepositCreate"]["properties"]["amount_micro"]
+    assert (amount["maximum"], amount["exclusiveMinimum"]) == (2**63 - 1, 0)
+    assert isinstance(amount["maximum"], int)
+    assert client.get("/openapi.json").content.count(b"9.223372036854776e+18") == 0
     # what the gateway answers has the documented shape
     auth = {"Authorization": f"Bearer {TOKEN}"}
     refused = client.post("/admin/v1/tenants", json={"name": 5}, headers=auth)
