@@ -137,13 +137,13 @@ def test_a_nul_in_free_text_is_refused_on_either_engine(client: TestClient, tena
     assert balance(client, tenant)["deposited_micro"] == 1_000_000  # the fixture's only
 
 
-
 @pytest.mark.parametrize("value", [0, 1, "true", "yes"])
 def test_a_switch_is_a_json_boolean(client: TestClient, value: object) -> None:
     # as the document says: 0 or "yes" for dpop_required is a mistake, not false or true
     r = client.post("/admin/v1/tenants", json={"name": "t", "dpop_required": value})
     assert error_of(r, 400)["message"] == "dpop_required: Input should be a valid boolean"
     assert len(client.get("/admin/v1/tenants").json()["tenants"]) == 0
+
 
 def test_malformed_json_names_the_problem(client: TestClient) -> None:
     r = client.post(
