@@ -52,8 +52,9 @@ def control_plane() -> FastAPI:
         title="apicredits",
         version=__version__,
         summary="Tokenised API credits: quote, lock, meter and settle every call.",
-        description="Control plane. The data plane (provider-compatible routes, jobs) is "
-        "documented in the README; its errors use the calling SDK's format.",
+        description="The control plane (`/admin/v1`) and the data plane: the seed job API, "
+        "the provider-compatible routes (each in its provider's own format, errors in the "
+        "calling SDK's shape) and the usage receipts.",
     )
     install_error_handlers(app)
     document_errors(app)

@@ -1,4 +1,5 @@
-"""The control plane's OpenAPI document, told the truth about errors.
+"""The gateway's OpenAPI document: the control plane as FastAPI describes it, told the
+truth about errors, and the data plane (``gateway.dataplane_openapi``).
 
 FastAPI documents a 422 with its own validation-error body on every route that takes
 input. Here every error is ``{"error": {"code": ..., "message": ...}}`` with a stable code,
@@ -15,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from apicredits.gateway.dataplane_openapi import SECURITY_SCHEMES, data_plane_paths
 from apicredits.money import MAX_MICRO
 
 ERROR = {
@@ -63,6 +65,8 @@ def document_errors(app: FastAPI) -> None:
             schemas.pop(name, None)
         _integer_bounds(schema)
         schemas["Error"] = ERROR
+        schema["components"].setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+        schema["paths"] = {**data_plane_paths(), **schema.get("paths", {})}
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
