@@ -53,6 +53,11 @@ def path_segment(regex: str) -> StringConvertor:
 
 # Not "emit": GET /v1/usage/emit is POST-only's 405, not a lookup of a record named so.
 register_url_convertor("usage_id", path_segment(r"(?!emit$)[^/]+"))
+# Likewise GET /v1/jobs/lock and /v1/jobs/quote (no job is called so: ``lock`` refuses it).
+JOB_PATHS = ("lock", "quote")
+register_url_convertor("job_id", path_segment(r"(?!(?:lock|quote)$)[^/]+"))
+# A Gemini action is "model:method": POST /v1/models/m is the model route's 405.
+register_url_convertor("model_action", path_segment(r"[^/:]+:[^/]+"))
 
 
 def proxy_of(request: Request) -> Proxy:
@@ -193,6 +198,10 @@ async def lock(request: Request, principal: Principal) -> Any:
     job_id = body.get("job_id")
     if job_id is not None and (not isinstance(job_id, str) or not 0 < len(job_id) <= 64):
         raise InvalidInput("job_id must be a string of 1 to 64 characters", field="job_id")
+    if job_id in JOB_PATHS or (isinstance(job_id, str) and "/" in job_id):
+        raise InvalidInput(
+            f"job_id cannot be {job_id!r}: its URLs would not reach it", field="job_id"
+        )
     job = await proxy.jobs.create(principal, job_id, amount, ttl, quote_id)
     return JSONResponse(with_usage_token(rt, principal, job), status_code=201)
 
@@ -329,15 +338,15 @@ def routes() -> list[HttpRoute]:
         HttpRoute("/v1/messages", provider_route(Route.ANTHROPIC_MESSAGES), methods=["POST"]),
         HttpRoute("/v1/responses/input_tokens", token_count_route("openai"), methods=["POST"]),
         HttpRoute("/v1/messages/count_tokens", token_count_route("anthropic"), methods=["POST"]),
-        HttpRoute("/v1beta/models/{model_action}", gemini, methods=["POST"]),
-        HttpRoute("/v1/models/{model_action}", gemini, methods=["POST"]),  # google-genai
+        HttpRoute("/v1beta/models/{model_action:model_action}", gemini, methods=["POST"]),
+        HttpRoute("/v1/models/{model_action:model_action}", gemini, methods=["POST"]),  # genai
         HttpRoute("/v1/capabilities", capabilities, methods=["POST"]),
         HttpRoute("/.well-known/jwks.json", jwks, methods=["GET"]),
         HttpRoute("/v1/jobs/quote", quote, methods=["POST"]),
         HttpRoute("/v1/jobs/lock", lock, methods=["POST"]),
         HttpRoute("/v1/execute", execute, methods=["POST"]),
-        HttpRoute("/v1/jobs/{job_id}/settle", settle, methods=["POST"]),
-        HttpRoute("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        HttpRoute("/v1/jobs/{job_id:job_id}/settle", settle, methods=["POST"]),
+        HttpRoute("/v1/jobs/{job_id:job_id}", get_job, methods=["GET"]),
         HttpRoute("/v1/usage/{request_id:usage_id}", get_usage, methods=["GET"]),
         HttpRoute("/metrics", metrics, methods=["GET"]),
     ]

@@ -158,13 +158,31 @@ _CHARGE_HEADERS = {
 }
 
 
+_OUR_ERROR = _json(_ERROR, "An error, with a stable code")
+# The provider's own error object, carrying the gateway's code (OpenAI's error.code,
+# Anthropic's error.type, Gemini's error.details[0].reason)
+_PROVIDER_ERROR = {
+    "description": "An error in the provider's own shape, with the gateway's stable code",
+    "content": {"application/json": {"schema": {"type": "object", "required": ["error"]}}},
+}
+_PROVIDER_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"type": "object", "required": ["model"]}}},
+}
+_GEMINI_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
 def _operation(summary: str, description: str, responses: dict[str, Schema], **more: Any) -> Schema:
     tags = more.pop("tags", ["data plane: jobs"])
+    error = more.pop("error", _OUR_ERROR)
     return {
         "tags": tags,
         "summary": summary,
         "description": description,
-        "responses": {**responses, "default": _json(_ERROR, "An error, with a stable code")},
+        "responses": {**responses, "default": error},
         **more,
     }
 
@@ -211,7 +229,11 @@ def _seed_api() -> dict[str, Schema]:
                                 "minItems": 1,
                                 "items": _object(
                                     {
-                                        "model": _str("a model this gateway routes"),
+                                        "model": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "description": "a model this gateway routes",
+                                        },
                                         "input_tokens": _int("at most this many in"),
                                         "max_output_tokens": _int("at most this many out"),
                                         "units": {
@@ -238,14 +260,26 @@ def _seed_api() -> dict[str, Schema]:
                 "makes the lock idempotent.",
                 {"201": _json(JOB, "The open job")},
                 requestBody=_body(
-                    _object(
-                        {
-                            "quote": SIGNED_QUOTE,
-                            "amount_micro": _int("what to lock, without a quote", 1),
-                            "ttl_seconds": {"type": "integer", "minimum": 1, "maximum": 604_800},
-                            "job_id": {"type": "string", "minLength": 1, "maxLength": 64},
-                        }
-                    ),
+                    {
+                        **_object(
+                            {
+                                "quote": SIGNED_QUOTE,
+                                "amount_micro": _int("what to lock, without a quote", 1),
+                                "ttl_seconds": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": 604_800,
+                                },
+                                "job_id": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": 64,
+                                    "pattern": "^(?!(lock|quote)$)[^/]+$",
+                                },
+                            }
+                        ),
+                        "oneOf": [{"required": ["quote"]}, {"required": ["amount_micro"]}],
+                    },
                     LOCK_EXAMPLE,
                 ),
             )
@@ -365,6 +399,8 @@ def _provider_operations() -> dict[str, Schema]:
                 {"200": {"description": "The provider's answer", "headers": _CHARGE_HEADERS}},
                 tags=["data plane: provider-compatible"],
                 security=_SECURITY,
+                error=_PROVIDER_ERROR,
+                requestBody=_GEMINI_BODY if "{model}" in path else _PROVIDER_BODY,
             )
         }
     for path, summary in _COUNT_ROUTES.items():
@@ -376,6 +412,8 @@ def _provider_operations() -> dict[str, Schema]:
                 {"200": {"description": "The provider's count"}},
                 tags=["data plane: provider-compatible"],
                 security=_SECURITY,
+                error=_PROVIDER_ERROR,
+                requestBody=_GEMINI_BODY if "{model}" in path else _PROVIDER_BODY,
             )
         }
     for path, (method, summary, description) in _OTHER_ROUTES.items():

@@ -35,6 +35,9 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         ("GET", "/v1/oracle/receipt", "POST"),
         ("GET", "/v1beta/models/sim-gemini:generateContent", "POST"),
         ("GET", "/v1/usage/emit", "POST"),  # not a usage record called "emit"
+        ("GET", "/v1/jobs/lock", "POST"),  # nor a job called "lock"
+        ("OPTIONS", "/v1/jobs/quote", "POST"),
+        ("POST", "/v1/models/sim-gpt", "GET, HEAD"),  # a model, not a Gemini "model:action"
     ],
 )
 def test_a_known_path_with_another_method_is_405(

@@ -544,6 +544,31 @@ def test_a_job_refuses_calls_beyond_its_lock(gateway: Gateway) -> None:
     assert forged.json()["error"]["code"] == "invalid_quote"
 
 
+@pytest.mark.parametrize("job_id", ["lock", "quote", "a/b"])
+def test_a_job_id_its_urls_cannot_reach_is_refused(gateway: Gateway, job_id: str) -> None:
+    tid, key = gateway.tenant()
+    r = httpx.post(
+        f"{gateway.url}/v1/jobs/lock",
+        json={"amount_micro": 100, "job_id": job_id},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["field"] == "job_id"
+    assert gateway.balance(tid)["locked_micro"] == 0
+    # a job may still be called after a route word, inside its name
+    named = httpx.post(
+        f"{gateway.url}/v1/jobs/lock",
+        json={"amount_micro": 100, "job_id": f"{job_id.replace('/', '-')}-1"},
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert named.status_code == 201, named.text
+    got = httpx.get(
+        f"{gateway.url}/v1/jobs/{named.json()['job_id']}",
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert got.status_code == 200
+
+
 def test_metrics(gateway: Gateway) -> None:
     text = httpx.get(f"{gateway.url}/metrics").text
     for name in (
@@ -571,9 +596,10 @@ def test_one_model_can_be_retrieved(gateway: Gateway) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         oa(gateway, key).models.retrieve("gpt-4o")  # priced, but not routable here
     assert "'gpt-4o' is not available" in str(missing.value)
-    # POST on that path is google-genai's (a Gemini call), GET is OpenAI's
+    # google-genai POSTs "model:action" under /v1/models; a bare model takes GET only
     r = httpx.post(f"{gateway.url}/v1/models/sim-gpt", headers={"authorization": f"Bearer {key}"})
-    assert r.status_code == 404, r.text
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == "GET, HEAD"
 
 
 def test_the_google_sdk_gets_models_in_its_own_format(gateway: Gateway) -> None:
