@@ -75,7 +75,9 @@ def document_errors(app: FastAPI) -> None:
                         "description": "invalid_request: malformed, or failed validation",
                         **_BODY,
                     }
-                responses["default"] = {"description": "An error, with a stable code", **_BODY}
+                responses.setdefault(
+                    "default", {"description": "An error, with a stable code", **_BODY}
+                )
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
