@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from apicredits import json_input
 from apicredits.auth.capabilities import require_scope
-from apicredits.errors import ApicreditsError, InvalidInput
+from apicredits.errors import ApicreditsError, InvalidInput, RateLimited
 from apicredits.gateway.call import new_request_id
 from apicredits.gateway.proxy import Proxy, json_body
 from apicredits.gateway.routing import Target
@@ -69,6 +69,8 @@ async def count_tokens(
             await proxy.rt.limiter.release(lease)
         headers = await _headers(proxy, principal)
     except ApicreditsError as exc:
+        if isinstance(exc, RateLimited):
+            proxy.metrics.child(proxy.metrics.rate_limited, exc.details["limit"]).inc()
         return route_error(route, exc)
     return Response(answer, 200, headers=headers, media_type="application/json")
 

@@ -179,9 +179,18 @@ def test_counts_spend_the_credentials_requests_per_minute(gw: Gateway) -> None:
     url, body = f"{gw.url}/v1/responses/input_tokens", {"model": "sim-gpt", "input": "hi"}
     auth = {"authorization": f"Bearer {key}"}
     assert httpx.post(url, json=body, headers=auth).status_code == 200
+    before = refusals(gw)
     limited = httpx.post(url, json=body, headers=auth)
     assert limited.status_code == 429
     assert limited.json()["error"]["code"] == "rate_limited"
+    assert refusals(gw) == before + 1
+
+
+def refusals(gw: Gateway) -> float:
+    """Rate-limit refusals, as /metrics counts them."""
+    lines = httpx.get(f"{gw.url}/metrics").text.splitlines()
+    prefix = "apicredits_rate_limit_rejections_total{"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
 
 
 def test_counts_are_in_the_metrics(gw: Gateway) -> None:
