@@ -34,7 +34,7 @@ from apicredits.gateway.errors import (
 from apicredits.gateway.health import router as health_router
 from apicredits.gateway.metrics import Metrics
 from apicredits.gateway.models import routes as model_routes
-from apicredits.gateway.openapi import document_errors
+from apicredits.gateway.openapi import document_gateway
 from apicredits.gateway.proxy import Proxy
 from apicredits.gateway.routing import Router
 from apicredits.gateway.sdk_responses import route_error
@@ -57,7 +57,7 @@ def control_plane() -> FastAPI:
         "calling SDK's shape) and the usage receipts.",
     )
     install_error_handlers(app)
-    document_errors(app)
+    document_gateway(app)
     app.include_router(admin_router)
     app.include_router(admin_auth_router)
     app.include_router(admin_chain_router)

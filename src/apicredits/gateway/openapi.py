@@ -52,8 +52,9 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _BODY = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def document_errors(app: FastAPI) -> None:
-    """Make ``app``'s OpenAPI document describe its errors as they are."""
+def document_gateway(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document the gateway's: its errors as they are, the data
+    plane beside the control plane."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -75,6 +76,7 @@ def document_errors(app: FastAPI) -> None:
                         "description": "invalid_request: malformed, or failed validation",
                         **_BODY,
                     }
+                # (the provider-compatible routes have their own: the provider's shape)
                 responses.setdefault(
                     "default", {"description": "An error, with a stable code", **_BODY}
                 )
