@@ -380,42 +380,43 @@ _OTHER_ROUTES: dict[str, tuple[str, str, str]] = {
                        "post it here (see apicredits.metering.emit)."),
     "/v1/usage/{event_id}/proof": ("get", "A call's receipt", "The signed usage event and, "
                                    "once sealed, its epoch, Merkle proof and on-chain receipt."),
-    "/v1/oracle/receipt": ("post", "Oracle receipt", "An oracle node's co-signature of an "
-                           "epoch of usage events."),
+    "/v1/oracle/receipt": ("post", "Settlement receipt", "Operator only (admin token): the "
+                           "settler reports an epoch's on-chain receipt and executed lines; "
+                           "the gateway records them and cross-checks them with its ledger."),
 }  # fmt: skip
+
+
+_CALL_NOTE = (
+    "The provider's own API: its request and response formats, with the credential where "
+    "its SDK puts it. Each call is priced at its worst case, locked, proxied, metered and "
+    "charged what the provider reports; errors come in the provider's shape with the "
+    "gateway's codes (402 insufficient_credits or budget_exceeded, 429 rate_limited, 404 "
+    "unknown_model, 502/504 upstream)."
+)
+_COUNT_NOTE = (
+    "Relayed to the model's provider; free (apicredits-cost-micro: 0), but counted against "
+    "the credential's requests per minute."
+)
 
 
 def _provider_operations() -> dict[str, Schema]:
     paths: dict[str, Schema] = {}
-    for path, summary in _PROVIDER_ROUTES.items():
-        paths[path] = {
-            "post": _operation(
-                summary,
-                "The provider's own API: its request and response formats, with the "
-                "credential where its SDK puts it. Each call is priced at its worst case, "
-                "locked, proxied, metered and charged what the provider reports; errors come "
-                "in the provider's shape with the gateway's codes (402 insufficient_credits "
-                "or budget_exceeded, 429 rate_limited, 404 unknown_model, 502/504 upstream).",
-                {"200": {"description": "The provider's answer", "headers": _CHARGE_HEADERS}},
-                tags=["data plane: provider-compatible"],
-                security=_SECURITY,
-                error=_PROVIDER_ERROR,
-                requestBody=_GEMINI_BODY if "{model}" in path else _PROVIDER_BODY,
-            )
-        }
-    for path, summary in _COUNT_ROUTES.items():
-        paths[path] = {
-            "post": _operation(
-                summary,
-                "Relayed to the model's provider; free (apicredits-cost-micro: 0), but "
-                "counted against the credential's requests per minute.",
-                {"200": {"description": "The provider's count"}},
-                tags=["data plane: provider-compatible"],
-                security=_SECURITY,
-                error=_PROVIDER_ERROR,
-                requestBody=_GEMINI_BODY if "{model}" in path else _PROVIDER_BODY,
-            )
-        }
+    calls = {"200": {"description": "The provider's answer", "headers": _CHARGE_HEADERS}}
+    counts = {"200": {"description": "The provider's count"}}
+    for routes, note, answers in ((_PROVIDER_ROUTES, _CALL_NOTE, calls),
+                                  (_COUNT_ROUTES, _COUNT_NOTE, counts)):  # fmt: skip
+        for path, summary in routes.items():
+            paths[path] = {
+                "post": _operation(
+                    summary,
+                    note,
+                    answers,
+                    tags=["data plane: provider-compatible"],
+                    security=_SECURITY,
+                    error=_PROVIDER_ERROR,
+                    requestBody=_GEMINI_BODY if "{model}" in path else _PROVIDER_BODY,
+                )
+            }
     for path, (method, summary, description) in _OTHER_ROUTES.items():
         tag = "data plane: usage" if "usage" in path or "oracle" in path else "data plane"
         paths.setdefault(path, {})[method] = _operation(
