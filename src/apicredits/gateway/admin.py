@@ -330,7 +330,40 @@ async def refund_lock(
 
 
 # -- tariffs and quotes
-@router.post("/tariffs", status_code=201)
+_PRICES = {"type": "integer", "minimum": 0, "description": "micro-credits per million units"}
+_TARIFF_BODY = {
+    "required": True,
+    "content": {
+        "application/toml": {
+            "schema": {"type": "string"},
+            "example": 'effective_from = "2026-01-01T00:00:00Z"\n\n[models."gpt-4o"]\n'
+            'provider = "openai"\ninput_tokens = 2_500_000\noutput_tokens = 10_000_000\n',
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["effective_from", "models"],
+                "properties": {
+                    "version": {"type": "integer", "minimum": 1},
+                    "effective_from": {"type": "integer", "description": "Unix seconds"},
+                    "source": {"type": "string"},
+                    "models": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["provider"],
+                            "properties": {"provider": {"type": "string"}},
+                            "additionalProperties": _PRICES,
+                        },
+                    },
+                },
+            }
+        },
+    },
+}
+
+
+@router.post("/tariffs", status_code=201, openapi_extra={"requestBody": _TARIFF_BODY})
 async def upload_tariff(request: Request, rt: RT) -> dict[str, Any]:
     """Upload a tariff version as TOML (``application/toml``) or JSON."""
     raw = await request.body()

@@ -292,6 +292,29 @@ output_tokens = 9_000_000
 """
 
 
+def test_the_documented_tariff_bodies_upload(client: TestClient) -> None:
+    body = client.get("/openapi.json").json()["paths"]["/admin/v1/tariffs"]["post"]["requestBody"]
+    example = body["content"]["application/toml"]["example"]
+    up = client.post(
+        "/admin/v1/tariffs", content=example, headers={"content-type": "application/toml"}
+    )
+    assert up.status_code == 201, up.text
+    schema = body["content"]["application/json"]["schema"]
+    document = {
+        "effective_from": 1_767_225_600,
+        "models": {"m": {"provider": "p", "input_tokens": 5}},
+    }
+    assert set(schema["required"]) <= set(document)
+    up = client.post("/admin/v1/tariffs", json=document)
+    assert up.status_code == 201, up.text
+    assert (
+        client.get(f"/admin/v1/tariffs/{up.json()['version']}").json()["models"]["m"][
+            "input_tokens"
+        ]
+        == 5
+    )
+
+
 def test_tariff_versions(client: TestClient) -> None:
     listed = client.get("/admin/v1/tariffs").json()
     assert listed["current_version"] == 1  # the shipped default
